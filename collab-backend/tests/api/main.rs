@@ -1,0 +1,32 @@
+//! In-memory tests of the collaboration API (`tower::ServiceExt::oneshot` on the
+//! router), each case run against SQLite in a temp dir and against PostgreSQL.
+//!
+//! Tests that need PostgreSQL (127.0.0.1:5432, user postgres, trust auth) have
+//! `postgres` in their name, so the test command can skip them by name when no server
+//! is running; they fail, never pass silently, when it is absent.
+
+/// For each `case(app: TestApp)` async fn named, generates `case::sqlite` and
+/// `case::postgres` tests running it on a fresh database of that dialect.
+macro_rules! on_both_dialects {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$case($crate::support::TestApp::sqlite().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$case($crate::support::TestApp::postgres().await).await;
+            }
+        }
+    )+};
+}
+
+mod database;
+mod errors;
+mod health;
+mod listing;
+mod organizations;
+mod serve;
+mod support;

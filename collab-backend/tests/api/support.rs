@@ -1,0 +1,235 @@
+//! Test harness: a fresh database per test (SQLite file in a temp dir, or a PostgreSQL
+//! database created for the test and dropped `WITH (FORCE)` when it ends, pass or fail),
+//! and helpers to drive the router in memory.
+
+use aistack_collab::{Db, router};
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Executor};
+use tower::ServiceExt;
+
+/// The PostgreSQL server tests use; each test gets its own database on it.
+pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A connected app over a database that lives as long as this value.
+pub struct TestApp {
+    pub db: Db,
+    pub url: String,
+    // Declared last: dropped after `db`, so the database outlives the pool.
+    pub storage: Storage,
+}
+
+pub enum Storage {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgTestDatabase),
+}
+
+impl TestApp {
+    /// A SQLite file two not-yet-existing directories deep in a fresh temp dir.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("create temp dir");
+        let file = dir.path().join("nested/data/collab.db");
+        let url = format!("sqlite://{}", file.display());
+        let db = Db::connect(&url).await.expect("connect to SQLite");
+        Self {
+            db,
+            url,
+            storage: Storage::Sqlite(dir),
+        }
+    }
+
+    /// A fresh PostgreSQL database on [`POSTGRES_SERVER`].
+    pub async fn postgres() -> Self {
+        let database = PgTestDatabase::create().await;
+        let url = database.url();
+        let db = Db::connect(&url)
+            .await
+            .expect("connect to the test PostgreSQL database");
+        Self {
+            db,
+            url,
+            storage: Storage::Postgres(database),
+        }
+    }
+
+    /// Closes the pool and connects again to the same database.
+    pub async fn reconnect(&mut self) {
+        self.db.close().await;
+        self.db = Db::connect(&self.url).await.expect("reconnect");
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = router(self.db.clone())
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("read response body")
+            .to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 response body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"))
+        };
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.send(
+            request(Method::GET, uri)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+    }
+
+    pub async fn post_json(&self, uri: &str, body: &Value) -> TestResponse {
+        let request = request(Method::POST, uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        self.send(request).await
+    }
+
+    /// Creates an organization and returns its JSON, asserting 201.
+    pub async fn create_org(&self, name: &str, slug: Option<&str>) -> Value {
+        let mut body = serde_json::json!({ "name": name });
+        if let Some(slug) = slug {
+            body["slug"] = slug.into();
+        }
+        let response = self.post_json("/api/v1/organizations", &body).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{:?}", response.body);
+        response.body
+    }
+}
+
+pub fn request(method: Method, uri: &str) -> axum::http::request::Builder {
+    Request::builder().method(method).uri(uri)
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    /// Asserts the status and the `{"error":{"code","message","request_id"}}` shape.
+    #[track_caller]
+    pub fn assert_error(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let content_type = self.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+        assert_eq!(content_type, Some(&b"application/json"[..]), "{self:?}");
+        let error = &self.body["error"];
+        assert_eq!(error["code"], code, "body: {}", self.body);
+        assert!(
+            error["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "message missing: {}",
+            self.body
+        );
+        assert!(
+            error.get("request_id").is_some(),
+            "request_id missing: {}",
+            self.body
+        );
+        let keys: Vec<_> = self
+            .body
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["error"], "unexpected top-level keys: {}", self.body);
+    }
+}
+
+/// A PostgreSQL database made for one test, dropped (`WITH (FORCE)`) when this value is
+/// dropped, including while a failed test unwinds.
+pub struct PgTestDatabase {
+    name: String,
+    dropped: bool,
+}
+
+impl PgTestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("aistack_collab_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = admin_connection().await;
+        admin
+            .execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        let _ = admin.close().await;
+        Self {
+            name,
+            dropped: false,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{POSTGRES_SERVER}/{}", self.name)
+    }
+
+    /// Drops the database now, killing its connections (to test an outage).
+    pub async fn drop_now(&mut self) {
+        drop_database(&self.name).await;
+        self.dropped = true;
+    }
+}
+
+impl Drop for PgTestDatabase {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        // Drop cannot await, and may run inside the test's runtime: use a thread with its
+        // own runtime.
+        let name = self.name.clone();
+        let joined =
+            std::thread::spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(drop_database(&name)),
+                    Err(e) => eprintln!("cannot drop test database {name}: no runtime: {e}"),
+                }
+            })
+            .join();
+        if joined.is_err() {
+            eprintln!("dropping test database {} panicked", self.name);
+        }
+    }
+}
+
+async fn admin_connection() -> PgConnection {
+    let url = format!("{POSTGRES_SERVER}/postgres");
+    PgConnection::connect(&url).await.unwrap_or_else(|e| {
+        panic!("tests named *postgres* need PostgreSQL at {url} (user postgres, trust): {e}")
+    })
+}
+
+async fn drop_database(name: &str) {
+    let url = format!("{POSTGRES_SERVER}/postgres");
+    let result = async {
+        let mut admin = PgConnection::connect(&url).await?;
+        let sql = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+        admin.execute(AssertSqlSafe(sql)).await?;
+        admin.close().await
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("cannot drop test database {name}: {e}");
+    }
+}

@@ -1,0 +1,41 @@
+//! The command line: `aistack up | gateway | collab | validate FILE`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aistack",
+    version,
+    about = "AI Stack: API gateway with WebAssembly plugins"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the gateway and the collaboration backend (embedded SQLite by default).
+    Up(RunArgs),
+    /// Start the gateway only.
+    Gateway(RunArgs),
+    /// Start the collaboration backend only.
+    Collab(RunArgs),
+    /// Check a config file (and load its plugins) without starting anything.
+    Validate {
+        /// The config file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file.
+    #[arg(long, short, default_value = "config/aistack.yaml")]
+    pub config: PathBuf,
+    /// Data directory (SQLite database, files); created if missing.
+    #[arg(long, default_value = "data")]
+    pub data_dir: PathBuf,
+}

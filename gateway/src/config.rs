@@ -1,0 +1,15 @@
+//! Configuration: the YAML surface ([`surface`]), loading with `${ENV}`
+//! interpolation ([`load`]), and the validated model ([`model`]). Every error
+//! names file, line, column and key ([`error`]).
+
+pub mod error;
+pub mod load;
+pub mod model;
+pub mod surface;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load_file, load_str};
+pub use model::GatewayConfig;
+
+#[cfg(test)]
+mod tests;

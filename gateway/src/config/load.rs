@@ -1,0 +1,202 @@
+//! Reading a config file: `${ENV}` interpolation, YAML parsing with precise
+//! locations, then validation into [`GatewayConfig`].
+
+use std::path::{Path, PathBuf};
+
+use super::error::{ConfigError, ConfigErrors};
+use super::model::GatewayConfig;
+use super::surface::ConfigFile;
+
+/// Where the process gets its environment from (tests pass a closure).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads, interpolates, parses and validates `path`. `data_dir` anchors defaults
+/// such as the SQLite file. Environment overrides (`DATABASE_URL`, `REDIS_URL`)
+/// come from `env`.
+pub fn load_file(
+    path: &Path,
+    data_dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors::single(ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read config file: {e}"),
+        })
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_str(&text, &file, &base_dir, data_dir, env)
+}
+
+/// Like [`load_file`] for text already in memory; `file` is the name used in errors.
+pub fn load_str(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    data_dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let text = interpolate(text, file, env)?;
+    let surface = parse(&text, file)?;
+    let hash = content_hash(&text);
+    super::model::validate(surface, file, base_dir, data_dir, env, hash)
+}
+
+fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigErrors> {
+    let mut key = String::new();
+    let parsed = serde_saphyr::with_deserializer_from_str(text, |d| {
+        serde_path_to_error::deserialize(d).map_err(|e| {
+            key = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    parsed.map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        if key == "." {
+            key.clear();
+        }
+        ConfigErrors::single(ConfigError {
+            file: file.to_owned(),
+            line,
+            column,
+            key,
+            message: short_message(&e),
+        })
+    })
+}
+
+/// serde-saphyr renders `error: line L column C: MESSAGE` plus a snippet; keep MESSAGE.
+fn short_message(e: &serde_saphyr::Error) -> String {
+    let full = e.without_snippet().to_string();
+    let first = full.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first.split_once(": ") {
+        Some((place, rest)) if place.starts_with("line ") => rest.to_owned(),
+        _ => first.to_owned(),
+    }
+}
+
+/// Replaces `${NAME}` with the variable's value; `$${` is a literal `${`.
+/// Values may not contain line breaks (they would change the YAML's structure).
+fn interpolate(text: &str, file: &str, env: EnvLookup<'_>) -> Result<String, ConfigErrors> {
+    if !text.contains("${") {
+        return Ok(text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut errors = Vec::new();
+    for (line_no, full_line) in text.split_inclusive('\n').enumerate() {
+        // Comments are copied as they are: `# token: ${X}` needs no X.
+        let (line, comment) = full_line.split_at(comment_start(full_line));
+        let mut rest = line;
+        let mut col = 1u64;
+        while let Some(pos) = rest.find("${") {
+            let escaped = pos > 0 && rest.as_bytes()[pos - 1] == b'$';
+            if escaped {
+                out.push_str(&rest[..pos - 1]);
+                out.push_str("${");
+                col += (pos + 2) as u64;
+                rest = &rest[pos + 2..];
+                continue;
+            }
+            out.push_str(&rest[..pos]);
+            let at = col + rest[..pos].chars().count() as u64;
+            let after = &rest[pos + 2..];
+            let Some(end) = after.find('}') else {
+                errors.push(env_error(
+                    file,
+                    line_no,
+                    at,
+                    "",
+                    "unclosed `${`: expected `${NAME}`",
+                ));
+                out.push_str(&rest[pos..]);
+                rest = "";
+                break;
+            };
+            let name = &after[..end];
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            match (valid, env(name)) {
+                (false, _) => errors.push(env_error(
+                    file,
+                    line_no,
+                    at,
+                    name,
+                    "invalid variable name; expected letters, digits and `_`",
+                )),
+                (true, None) => errors.push(env_error(
+                    file,
+                    line_no,
+                    at,
+                    name,
+                    "environment variable is not set",
+                )),
+                (true, Some(v)) if v.contains(['\n', '\r']) => errors.push(env_error(
+                    file,
+                    line_no,
+                    at,
+                    name,
+                    "environment variable contains a line break",
+                )),
+                (true, Some(v)) => out.push_str(&v),
+            }
+            col = at + (name.chars().count() + 3) as u64;
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out.push_str(comment);
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// Byte offset of a YAML comment on this line (a `#` at the start or after
+/// white space, outside quotes), or the line's length.
+fn comment_start(line: &str) -> usize {
+    let mut quote: Option<u8> = None;
+    let mut prev = b' ';
+    for (i, b) in line.bytes().enumerate() {
+        match (quote, b) {
+            (None, b'"' | b'\'') => quote = Some(b),
+            (Some(q), _) if b == q => quote = None,
+            (None, b'#') if prev == b' ' || prev == b'\t' => return i,
+            _ => {}
+        }
+        prev = b;
+    }
+    line.len()
+}
+
+fn env_error(file: &str, line_no: usize, column: u64, name: &str, message: &str) -> ConfigError {
+    ConfigError {
+        file: file.to_owned(),
+        line: line_no as u64 + 1,
+        column,
+        key: if name.is_empty() {
+            String::new()
+        } else {
+            format!("${{{name}}}")
+        },
+        message: message.to_owned(),
+    }
+}
+
+/// A fingerprint of the config text, shown by the admin API and in reload logs to
+/// tell which config is active.
+fn content_hash(text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    format!("{:016x}", h.finish())
+}

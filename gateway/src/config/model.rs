@@ -1,0 +1,394 @@
+//! The validated config: addresses parsed, references resolved, defaults
+//! applied. Built from [`ConfigFile`]; the snapshot is built from this.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::error::{ConfigErrors, Diagnostics};
+use super::load::EnvLookup;
+use super::surface::{ConfigFile, RouteConf, UpstreamConf};
+use crate::router::normalize_path;
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Fingerprint of the config text (see the admin API).
+    pub hash: String,
+    pub listeners: Vec<SocketAddr>,
+    pub admin: AdminSettings,
+    pub backend: BackendSettings,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub server: ServerSettings,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub routes: Vec<RouteSpec>,
+    /// Custom plugin modules by name (built-ins are not listed).
+    pub plugin_files: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub address: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    pub enabled: bool,
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub access_log: bool,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub name: String,
+    pub targets: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    /// Lower-case host without port.
+    pub host: Option<String>,
+    /// Normalized prefix without a trailing `/` (the root is `/`).
+    pub path: String,
+    /// Upper-case method names; empty allows every method.
+    pub methods: Vec<http::Method>,
+    pub strip_prefix: bool,
+    /// Index into [`GatewayConfig::upstreams`].
+    pub upstream: usize,
+    pub plugins: Vec<PluginRef>,
+}
+
+/// One entry of a route's filter chain.
+#[derive(Debug, Clone)]
+pub struct PluginRef {
+    pub name: String,
+    /// The plugin configuration handed to the filter (JSON text, empty if none).
+    pub config: Vec<u8>,
+    /// Where the entry stands, for errors raised while the plugin is built.
+    pub key: String,
+    pub line: u64,
+    pub column: u64,
+}
+
+pub(super) fn validate(
+    file: ConfigFile,
+    file_name: &str,
+    base_dir: &Path,
+    data_dir: &Path,
+    env: EnvLookup<'_>,
+    hash: String,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let mut d = Diagnostics::new(file_name);
+    let listeners: Vec<SocketAddr> = file
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| socket_addr(&mut d, &l.address, &format!("listeners[{i}].address")))
+        .collect();
+    if file.listeners.is_empty() {
+        d.error(
+            &Location::UNKNOWN,
+            "listeners",
+            "at least one listener is required",
+        );
+    }
+    let admin_address = socket_addr(&mut d, &file.admin.address, "admin.address");
+    let admin_token = file.admin.token.as_ref().map(|t| t.value.clone());
+    if let (Some(addr), None) = (admin_address, &admin_token)
+        && !addr.ip().is_loopback()
+    {
+        d.error(
+            &file.admin.address.referenced,
+            "admin.address",
+            "the admin API may listen beyond loopback only with `admin.token` set",
+        );
+    }
+    if let Some(t) = &file.admin.token
+        && t.value.len() < 16
+    {
+        d.error(
+            &t.referenced,
+            "admin.token",
+            "too short: use at least 16 characters",
+        );
+    }
+    let backend_address = socket_addr(&mut d, &file.backend.address, "backend.address");
+    let database_url = env("DATABASE_URL")
+        .or_else(|| file.database.url.as_ref().map(|u| u.value.clone()))
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("aistack.db").display()));
+    let redis_url = env("REDIS_URL").or_else(|| file.redis.as_ref().map(|r| r.url.value.clone()));
+    let threads = match &file.server.threads {
+        Some(t) if t.value == 0 => {
+            d.error(&t.referenced, "server.threads", "must be at least 1");
+            1
+        }
+        Some(t) => t.value,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+
+    let upstreams: Vec<UpstreamSpec> = file
+        .upstreams
+        .iter()
+        .map(|(name, u)| upstream(&mut d, name, u))
+        .collect();
+    let mut route_names = BTreeMap::new();
+    let mut routes = Vec::with_capacity(file.routes.len());
+    for (i, r) in file.routes.iter().enumerate() {
+        if let Some(prev) = route_names.insert(r.name.value.clone(), i) {
+            d.error(
+                &r.name.referenced,
+                format!("routes[{i}].name"),
+                format!(
+                    "duplicate route name `{}` (also routes[{prev}])",
+                    r.name.value
+                ),
+            );
+        }
+        if let Some(spec) = route(&mut d, i, r, &upstreams) {
+            routes.push(spec);
+        }
+    }
+    let mut plugin_files = BTreeMap::new();
+    for (name, p) in &file.plugins {
+        let key = format!("plugins.{name}");
+        if crate::wasm::builtin_module_bytes(name).is_some() {
+            d.error(
+                &p.path.referenced,
+                &key,
+                format!("`{name}` is a built-in plugin; choose another name"),
+            );
+        }
+        let path = base_dir.join(&p.path.value);
+        if !path.is_file() {
+            d.error(
+                &p.path.referenced,
+                format!("{key}.path"),
+                format!("no such file: {}", path.display()),
+            );
+        }
+        plugin_files.insert(name.clone(), path);
+    }
+    for (i, r) in file.routes.iter().enumerate() {
+        for (j, p) in r.plugins.iter().enumerate() {
+            let known = plugin_files.contains_key(&p.name.value)
+                || crate::wasm::builtin_module_bytes(&p.name.value).is_some();
+            if !known {
+                let builtins: Vec<&str> = crate::wasm::builtin_names().collect();
+                d.error(
+                    &p.name.referenced,
+                    format!("routes[{i}].plugins[{j}].name"),
+                    format!(
+                        "unknown plugin `{}`; expected a built-in ({}) or a name under `plugins`",
+                        p.name.value,
+                        builtins.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let (Some(admin_address), Some(backend_address)) = (admin_address, backend_address) else {
+        return Err(d
+            .finish(())
+            .err()
+            .unwrap_or_else(|| unreachable_errors(file_name)));
+    };
+    d.finish(GatewayConfig {
+        hash,
+        listeners,
+        admin: AdminSettings {
+            address: admin_address,
+            token: admin_token,
+        },
+        backend: BackendSettings {
+            enabled: file.backend.enabled,
+            address: backend_address,
+        },
+        database_url,
+        redis_url,
+        server: ServerSettings {
+            threads,
+            grace_period: file.server.grace_period,
+            access_log: file.server.access_log,
+            log_level: file.server.log_level,
+        },
+        upstreams,
+        routes,
+        plugin_files,
+    })
+}
+
+/// Only reached if an address failed without recording an error, which
+/// `socket_addr` never does; kept total rather than panicking.
+fn unreachable_errors(file: &str) -> ConfigErrors {
+    ConfigErrors::single(super::ConfigError {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        key: String::new(),
+        message: "invalid address".to_owned(),
+    })
+}
+
+fn socket_addr(d: &mut Diagnostics, value: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+    match value.value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            d.error(
+                &value.referenced,
+                key,
+                format!(
+                    "invalid address `{}`; expected IP:PORT, e.g. 127.0.0.1:8080",
+                    value.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn upstream(d: &mut Diagnostics, name: &str, u: &UpstreamConf) -> UpstreamSpec {
+    let mut targets = Vec::with_capacity(u.targets.len());
+    if u.targets.is_empty() {
+        d.error(
+            &Location::UNKNOWN,
+            format!("upstreams.{name}.targets"),
+            "at least one target is required",
+        );
+    }
+    for (i, t) in u.targets.iter().enumerate() {
+        match t.value.to_socket_addrs().map(|mut it| it.next()) {
+            Ok(Some(addr)) => targets.push(addr),
+            Ok(None) | Err(_) => d.error(
+                &t.referenced,
+                format!("upstreams.{name}.targets[{i}]"),
+                format!("cannot resolve `{}`; expected HOST:PORT", t.value),
+            ),
+        }
+    }
+    UpstreamSpec {
+        name: name.to_owned(),
+        targets,
+        connect_timeout: u.connect_timeout,
+        read_timeout: u.read_timeout,
+        write_timeout: u.write_timeout,
+    }
+}
+
+fn route(
+    d: &mut Diagnostics,
+    i: usize,
+    r: &RouteConf,
+    upstreams: &[UpstreamSpec],
+) -> Option<RouteSpec> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    if r.name.value.is_empty() || r.name.value.len() > 64 {
+        d.error(
+            &r.name.referenced,
+            key("name"),
+            "must be 1 to 64 characters",
+        );
+    }
+    let path = &r.path.value;
+    if !path.starts_with('/') {
+        d.error(
+            &r.path.referenced,
+            key("path"),
+            format!("`{path}` must start with `/`"),
+        );
+    }
+    let normalized = normalize_path(path);
+    let mut prefix = normalized.trim_end_matches('/').to_owned();
+    if prefix.is_empty() {
+        prefix.push('/');
+    }
+    let mut methods = Vec::with_capacity(r.methods.len());
+    for (j, m) in r.methods.iter().enumerate() {
+        match http::Method::from_bytes(m.value.to_ascii_uppercase().as_bytes()) {
+            Ok(method) => methods.push(method),
+            Err(_) => d.error(
+                &m.referenced,
+                key(&format!("methods[{j}]")),
+                format!("invalid method `{}`", m.value),
+            ),
+        }
+    }
+    let upstream = upstreams.iter().position(|u| u.name == r.upstream.value);
+    if upstream.is_none() {
+        let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+        d.error(
+            &r.upstream.referenced,
+            key("upstream"),
+            format!(
+                "unknown upstream `{}`; defined: {}",
+                r.upstream.value,
+                list_or_none(&names)
+            ),
+        );
+    }
+    let plugins = r
+        .plugins
+        .iter()
+        .enumerate()
+        .map(|(j, p)| PluginRef {
+            name: p.name.value.clone(),
+            config: p
+                .config
+                .as_ref()
+                .map(|c| c.to_string().into_bytes())
+                .unwrap_or_default(),
+            key: key(&format!("plugins[{j}]")),
+            line: p.name.referenced.line(),
+            column: p.name.referenced.column(),
+        })
+        .collect();
+    Some(RouteSpec {
+        name: r.name.value.clone(),
+        host: r
+            .host
+            .as_ref()
+            .map(|h| host_without_port(&h.value).to_ascii_lowercase()),
+        path: prefix,
+        methods,
+        strip_prefix: r.strip_prefix,
+        upstream: upstream?,
+        plugins,
+    })
+}
+
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
+}

@@ -1,0 +1,187 @@
+//! Config loading: each kind of bad input names file, line, column and key.
+
+use std::path::Path;
+
+use super::{ConfigErrors, GatewayConfig, load_str};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<GatewayConfig, ConfigErrors> {
+    load_str(
+        text,
+        "test.yaml",
+        Path::new("."),
+        Path::new("/tmp/data"),
+        &no_env,
+    )
+}
+
+fn load_err(text: &str) -> ConfigErrors {
+    match load(text) {
+        Ok(_) => panic!("config should be refused:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+const MINIMAL: &str = "upstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  - name: r\n    path: /api\n    upstream: b\n";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let cfg = load(MINIMAL).expect("valid");
+    assert_eq!(cfg.listeners, vec!["0.0.0.0:8080".parse().expect("addr")]);
+    assert_eq!(cfg.admin.address.to_string(), "127.0.0.1:9080");
+    assert_eq!(cfg.backend.address.to_string(), "127.0.0.1:8081");
+    assert_eq!(cfg.database_url, "sqlite:///tmp/data/aistack.db");
+    assert_eq!(cfg.routes[0].path, "/api");
+    assert_eq!(cfg.upstreams[cfg.routes[0].upstream].name, "b");
+}
+
+#[test]
+fn shipped_default_config_is_valid() {
+    let text = include_str!("../../../config/aistack.yaml");
+    let cfg = load(text).expect("config/aistack.yaml must be valid");
+    assert_eq!(cfg.routes[0].name, "api");
+    assert_eq!(cfg.routes[0].plugins[0].name, "request-id");
+}
+
+#[test]
+fn typo_in_key_names_line_column_and_key() {
+    let e = load_err(
+        "upstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  - name: r\n    upsteam: b\n",
+    );
+    let first = &e.0[0];
+    assert_eq!((first.line, first.column), (6, 5), "{first}");
+    assert_eq!(first.key, "routes[0].upsteam");
+    assert!(first.message.contains("unknown field `upsteam`"), "{first}");
+    assert!(
+        first
+            .to_string()
+            .starts_with("test.yaml:6:5: `routes[0].upsteam`:"),
+        "{first}"
+    );
+}
+
+#[test]
+fn unknown_top_level_key_is_refused() {
+    let e = load_err("listners:\n  - address: 0.0.0.0:1\n");
+    assert_eq!(e.0[0].key, "listners");
+    assert_eq!(e.0[0].line, 1);
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = load_err("server:\n  threads: many\n");
+    assert_eq!(e.0[0].key, "server.threads");
+    assert_eq!((e.0[0].line, e.0[0].column), (2, 12));
+}
+
+#[test]
+fn bad_duration_is_explained() {
+    let e = load_err("upstreams:\n  b:\n    targets: [127.0.0.1:9]\n    connect_timeout: soon\n");
+    assert_eq!(e.0[0].key, "upstreams.b.connect_timeout");
+    assert!(
+        e.0[0].message.contains("invalid duration `soon`"),
+        "{}",
+        e.0[0]
+    );
+    assert_eq!(e.0[0].line, 4);
+}
+
+#[test]
+fn yaml_syntax_error_has_a_place() {
+    let e = load_err("routes: [\n");
+    assert_eq!(e.0[0].line, 1);
+    assert!(e.0[0].column > 0);
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_places() {
+    let text = "listeners:\n  - address: nowhere\nupstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  - name: r\n    path: api\n    upstream: missing\n    plugins:\n      - name: nope\n";
+    let e = load_err(text);
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"listeners[0].address"), "{e}");
+    assert!(keys.contains(&"routes[0].path"), "{e}");
+    assert!(keys.contains(&"routes[0].upstream"), "{e}");
+    assert!(keys.contains(&"routes[0].plugins[0].name"), "{e}");
+    let upstream =
+        e.0.iter()
+            .find(|e| e.key == "routes[0].upstream")
+            .expect("upstream error");
+    assert_eq!((upstream.line, upstream.column), (9, 15));
+    assert!(
+        upstream
+            .message
+            .contains("unknown upstream `missing`; defined: b")
+    );
+    let plugin =
+        e.0.iter()
+            .find(|e| e.key == "routes[0].plugins[0].name")
+            .expect("plugin error");
+    assert_eq!(plugin.line, 11);
+    assert!(
+        plugin.message.contains("request-id"),
+        "lists the built-ins: {plugin}"
+    );
+}
+
+#[test]
+fn missing_wasm_file_is_named() {
+    let e = load_err("plugins:\n  mine:\n    path: does/not/exist.wasm\n");
+    assert_eq!(e.0[0].key, "plugins.mine.path");
+    assert_eq!(e.0[0].line, 3);
+    assert!(e.0[0].message.contains("no such file"), "{}", e.0[0]);
+}
+
+#[test]
+fn duplicate_route_names_are_refused() {
+    let text = format!("{MINIMAL}  - name: r\n    path: /other\n    upstream: b\n");
+    let e = load_err(&text);
+    assert_eq!(e.0[0].key, "routes[1].name");
+    assert!(e.0[0].message.contains("duplicate route name"));
+}
+
+#[test]
+fn admin_beyond_loopback_needs_a_token() {
+    let e = load_err("admin:\n  address: 0.0.0.0:9080\n");
+    assert_eq!(e.0[0].key, "admin.address");
+    let ok = load("admin:\n  address: 0.0.0.0:9080\n  token: 0123456789abcdef0123\n");
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn env_interpolation_and_overrides() {
+    let env = |name: &str| match name {
+        "TOKEN" => Some("s3cr3t-s3cr3t-s3cr3t".to_owned()),
+        "DATABASE_URL" => Some("postgres://db/x".to_owned()),
+        _ => None,
+    };
+    let cfg = load_str(
+        "admin:\n  token: ${TOKEN}\n",
+        "t.yaml",
+        Path::new("."),
+        Path::new("d"),
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(cfg.admin.token.as_deref(), Some("s3cr3t-s3cr3t-s3cr3t"));
+    assert_eq!(cfg.database_url, "postgres://db/x");
+    let e = load_err("admin:\n  token: ${MISSING_VAR}\n");
+    assert_eq!((e.0[0].line, e.0[0].column), (2, 10));
+    assert_eq!(e.0[0].key, "${MISSING_VAR}");
+    assert!(e.0[0].message.contains("not set"));
+    let literal = load_str(
+        "admin:\n  token: a$${B}cdefghijklmnopq\n",
+        "t.yaml",
+        Path::new("."),
+        Path::new("d"),
+        &no_env,
+    )
+    .expect("escaped");
+    assert_eq!(literal.admin.token.as_deref(), Some("a${B}cdefghijklmnopq"));
+    // Comments are not interpolated.
+    let commented =
+        load("admin:\n  # token: ${NOT_SET}\n  address: 127.0.0.1:9080 # ${NOT_SET_EITHER}\n");
+    assert!(commented.is_ok(), "{:?}", commented.err());
+}

@@ -1,0 +1,18 @@
+//! AI Stack gateway: a reverse proxy on Pingora whose plugins are Proxy-Wasm
+//! filters, plus the admin API and the process that also hosts the
+//! collaboration backend.
+//!
+//! Where to start: [`server::run`] wires everything; [`proxy`] is the request
+//! flow; [`config`] the YAML surface and validation; [`snapshot`] the
+//! atomically swapped routing state; [`wasm`] the Proxy-Wasm host.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod observability;
+pub mod proxy;
+pub mod reload;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod wasm;

@@ -1,0 +1,16 @@
+//! `aistack`: parse the command line, hand over to the server.
+
+use clap::Parser;
+
+use aistack_gateway::cli::{Cli, Command};
+use aistack_gateway::server::{self, Mode};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) => server::run(Mode::Up, &args.config, &args.data_dir),
+        Command::Gateway(args) => server::run(Mode::Gateway, &args.config, &args.data_dir),
+        Command::Collab(args) => server::run(Mode::Collab, &args.config, &args.data_dir),
+        Command::Validate { file } => server::validate(&file),
+    }
+}

@@ -1,0 +1,387 @@
+//! The Pingora `ProxyHttp` implementation: the request flow of the gateway.
+//!
+//! ```text
+//! client ─▶ request_filter: request id → identity headers stripped → path
+//!           normalized → route (404 JSON) → filters' on_request_headers
+//!           (a filter may answer: 401/429/…)
+//!        ─▶ upstream_peer: round robin over the route's upstream targets
+//!        ─▶ response_filter: filters' on_response_headers
+//!        ─▶ response_body_filter: a filter's replacement body, if any
+//!        ─▶ logging: metrics, access log, filters' on_log
+//! failures on the way (connect, timeout) ─▶ fail_to_proxy: JSON 502/504
+//! ```
+
+mod ctx;
+pub mod request_id;
+pub mod respond;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+
+pub use ctx::RequestCtx;
+use respond::ErrorReply;
+
+use crate::observability::Metrics;
+use crate::observability::metrics::method_label;
+use crate::router::normalize_path;
+use crate::snapshot::SnapshotHandle;
+use crate::wasm::{Decision, LocalResponse, PluginFault};
+
+/// The gateway's proxy logic; one per process, shared by all worker threads.
+pub struct Gateway {
+    pub snapshots: SnapshotHandle,
+    pub metrics: Metrics,
+    pub access_log: bool,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// No built-in downstream modules (Pingora adds a disabled compressor by
+    /// default; it would cost a little on every request).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
+    /// Assigns the request id, routes, and runs the request side of the filter
+    /// chain. `Ok(true)` means a response was already sent.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = self.snapshots.load();
+        ctx.info.request_id =
+            request_id::accept_or_generate(session.req_header().headers.get("x-request-id"));
+        ctx.info.start = std::time::SystemTime::now();
+        ctx.info.client_addr = session.client_addr().and_then(|a| a.as_inet().copied());
+        ctx.info.server_addr = session.server_addr().and_then(|a| a.as_inet().copied());
+        ctx.info.protocol = if session.is_http2() {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
+        strip_identity_headers(session.req_header_mut());
+
+        let req = session.req_header();
+        let host = request_host(req);
+        let path = normalize_path(req.uri.path());
+        let Some(route_idx) = snapshot.router.find(host, &path, &req.method) else {
+            ctx.snapshot = Some(snapshot);
+            return self
+                .reply_error(session, ctx, &respond::ROUTE_NOT_FOUND)
+                .await;
+        };
+        let route = &snapshot.routes[route_idx];
+        let rewrite = rewrite_path(
+            &path,
+            req.uri.path(),
+            route.strip_prefix.then_some(route.prefix.as_str()),
+        );
+        if let Some(new_path) = rewrite {
+            set_path(session.req_header_mut(), &new_path)?;
+        }
+        ctx.info.route_name = Arc::clone(&route.name);
+        ctx.filters = crate::wasm::HttpFilters::new(&route.filters);
+        ctx.route = Some(route_idx);
+        ctx.snapshot = Some(Arc::clone(&snapshot));
+        if ctx.filters.is_empty() {
+            return Ok(false);
+        }
+        let end_of_stream = session.is_body_empty();
+        let decision =
+            ctx.filters
+                .on_request_headers(session.req_header_mut(), &ctx.info, end_of_stream);
+        match decision {
+            Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(false),
+            Ok(Decision::Respond(local)) => {
+                ctx.local_reply = Some("plugin");
+                self.reply_local(session, ctx, local).await
+            }
+            Err(fault) => {
+                self.count_fault(&fault);
+                self.reply_error(session, ctx, &respond::PLUGIN_FAILED)
+                    .await
+            }
+        }
+    }
+
+    /// The next target of the route's upstream, with its timeouts.
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route) else {
+            return Error::e_explain(ErrorType::InternalError, "upstream_peer before routing");
+        };
+        let upstream = &snapshot.upstreams[snapshot.routes[route].upstream];
+        let Some(addr) = upstream.pick() else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "upstream has no targets");
+        };
+        ctx.upstream_addr = Some(addr);
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(upstream.connect_timeout);
+        peer.options.read_timeout = Some(upstream.read_timeout);
+        peer.options.write_timeout = Some(upstream.write_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    /// Runs the response side of the filter chain. A local response here
+    /// replaces the upstream's status, headers and body.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.filters.is_empty() {
+            return Ok(());
+        }
+        ctx.info.response_code = Some(resp.status.as_u16());
+        match ctx.filters.on_response_headers(resp, &ctx.info, false) {
+            Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(()),
+            Ok(Decision::Respond(local)) => {
+                ctx.local_reply = Some("plugin");
+                let body = local.body.clone();
+                *resp = local_header(&local, &ctx.info.request_id)?;
+                ctx.replacement_body = Some(body);
+                Ok(())
+            }
+            Err(fault) => {
+                self.count_fault(&fault);
+                let reply = respond::PLUGIN_FAILED;
+                let body = respond::error_body(&reply, &ctx.info.request_id);
+                *resp = respond::header(
+                    reply.status,
+                    Some("application/json"),
+                    body.len(),
+                    &ctx.info.request_id,
+                )?;
+                ctx.local_reply = Some(reply.code);
+                ctx.replacement_body = Some(body);
+                Ok(())
+            }
+        }
+    }
+
+    /// Swaps in a replacement body chosen in `response_filter`.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if ctx.replacement_body.is_some() {
+            *body = if end_of_stream {
+                ctx.replacement_body.take()
+            } else {
+                None
+            };
+        }
+        Ok(None)
+    }
+
+    /// Turns proxy failures into JSON errors (502, 503, 504) that keep the
+    /// client's connection open when its request was fully read.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let reply = classify(e);
+        let Some(reply) = reply else {
+            // The client went away: nothing to write.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        ctx.local_reply = Some(reply.code);
+        let written = respond::send_error(session, &reply, &ctx.info.request_id)
+            .await
+            .is_ok();
+        FailToProxy {
+            error_code: reply.status,
+            can_reuse_downstream: written && session.is_body_done(),
+        }
+    }
+
+    /// Metrics, the access log line and the filters' `on_log`.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or_else(|| e.and_then(|e| classify(e)).map_or(0, |r| r.status));
+        let route = ctx.route_label().to_owned();
+        let method = method_label(&session.req_header().method);
+        let code = http::StatusCode::from_u16(status).ok();
+        let status_label = code.as_ref().map_or("0", |s| s.as_str());
+        self.metrics
+            .requests
+            .with_label_values(&[route.as_str(), method, status_label])
+            .inc();
+        let elapsed = ctx.started.elapsed();
+        self.metrics
+            .request_duration
+            .with_label_values(&[route.as_str()])
+            .observe(elapsed.as_secs_f64());
+        if !ctx.filters.is_empty() {
+            ctx.info.response_code = Some(status);
+            ctx.filters.on_log(&ctx.info);
+        }
+        if self.access_log {
+            let upstream = ctx.upstream_addr.map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(
+                target: "aistack::access",
+                request_id = %ctx.info.request_id,
+                route = %route,
+                method = %session.req_header().method,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                upstream = %upstream,
+                client = %ctx.info.client_addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+                local_reply = ctx.local_reply.unwrap_or(""),
+                error = %e.map(|e| e.etype().as_str()).unwrap_or(""),
+            );
+        }
+    }
+
+    /// Errors are logged once, in `logging`; keep Pingora's own error log for
+    /// real internal failures.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        matches!(
+            error.esource(),
+            ErrorSource::Upstream | ErrorSource::Downstream
+        )
+    }
+}
+
+impl Gateway {
+    async fn reply_error(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        reply: &ErrorReply,
+    ) -> Result<bool> {
+        ctx.local_reply = Some(reply.code);
+        respond::send_error(session, reply, &ctx.info.request_id).await?;
+        Ok(true)
+    }
+
+    async fn reply_local(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        local: LocalResponse,
+    ) -> Result<bool> {
+        let header = local_header(&local, &ctx.info.request_id)?;
+        respond::write(session, header, local.body).await?;
+        Ok(true)
+    }
+
+    fn count_fault(&self, fault: &PluginFault) {
+        tracing::error!(plugin = %fault.plugin, kind = fault.kind.as_str(), "plugin fault: {}", fault.message);
+        self.metrics
+            .plugin_errors
+            .with_label_values(&[fault.plugin.as_ref(), fault.kind.as_str()])
+            .inc();
+    }
+}
+
+/// The header of a filter's local response (`send_local_response`).
+fn local_header(local: &LocalResponse, request_id: &str) -> Result<ResponseHeader> {
+    let mut h = respond::header(local.status, None, local.body.len(), "")?;
+    for (name, value) in &local.headers {
+        h.append_header(name.clone(), value.as_str())?;
+    }
+    if h.headers.get("x-request-id").is_none() && !request_id.is_empty() {
+        h.insert_header("x-request-id", request_id)?;
+    }
+    Ok(h)
+}
+
+/// Which JSON error a proxy failure becomes; `None` when the client is gone.
+fn classify(e: &Error) -> Option<ErrorReply> {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(503) => Some(respond::NO_UPSTREAM),
+        HTTPStatus(code) if *code >= 500 => Some(respond::INTERNAL),
+        HTTPStatus(_) => Some(respond::BAD_REQUEST),
+        ConnectTimedout | ReadTimedout | WriteTimedout => Some(respond::GATEWAY_TIMEOUT),
+        _ => match e.esource() {
+            ErrorSource::Upstream => Some(respond::BAD_GATEWAY),
+            ErrorSource::Downstream => match e.etype() {
+                ReadError | WriteError | ConnectionClosed => None,
+                _ => Some(respond::BAD_REQUEST),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some(respond::INTERNAL),
+        },
+    }
+}
+
+/// Removes headers a client could use to impersonate an authenticated caller;
+/// only the auth filters set them.
+fn strip_identity_headers(req: &mut RequestHeader) {
+    let is_identity =
+        |name: &str| name.starts_with("x-consumer-") || name.starts_with("x-authenticated-");
+    if !req.headers.keys().any(|k| is_identity(k.as_str())) {
+        return;
+    }
+    let names: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| is_identity(k.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        req.remove_header(&name);
+    }
+}
+
+/// The request's host without port, from `Host` or the URI's authority.
+fn request_host(req: &RequestHeader) -> Option<&str> {
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))?;
+    Some(crate::config::model::host_without_port(host))
+}
+
+/// The path to send upstream when it differs from what the client sent: the
+/// normalized path, minus the route prefix when `strip_prefix` is set.
+fn rewrite_path(normalized: &str, original: &str, strip: Option<&str>) -> Option<String> {
+    let stripped = match strip {
+        Some(prefix) if prefix != "/" => {
+            let rest = normalized.strip_prefix(prefix).unwrap_or(normalized);
+            if rest.is_empty() { "/" } else { rest }
+        }
+        _ => normalized,
+    };
+    (stripped != original).then(|| stripped.to_owned())
+}
+
+fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
+    let new = match req.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let uri: http::Uri = new.parse().map_err(|_| {
+        Error::explain(
+            ErrorType::InternalError,
+            "rewritten path is not a valid URI",
+        )
+    })?;
+    req.set_uri(uri);
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The proxy's own responses: JSON errors `{"error":{"code","message","request_id"}}`
+//! and filter local replies, written so the connection stays reusable.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// A gateway-made error response.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorReply {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+pub const ROUTE_NOT_FOUND: ErrorReply = ErrorReply {
+    status: 404,
+    code: "route_not_found",
+    message: "no route matches this request",
+};
+pub const BAD_GATEWAY: ErrorReply = ErrorReply {
+    status: 502,
+    code: "bad_gateway",
+    message: "the upstream could not be reached or answered invalidly",
+};
+pub const GATEWAY_TIMEOUT: ErrorReply = ErrorReply {
+    status: 504,
+    code: "gateway_timeout",
+    message: "the upstream did not answer in time",
+};
+pub const NO_UPSTREAM: ErrorReply = ErrorReply {
+    status: 503,
+    code: "no_upstream",
+    message: "the route's upstream has no target available",
+};
+pub const PLUGIN_FAILED: ErrorReply = ErrorReply {
+    status: 500,
+    code: "plugin_error",
+    message: "a plugin on this route failed",
+};
+pub const BAD_REQUEST: ErrorReply = ErrorReply {
+    status: 400,
+    code: "bad_request",
+    message: "the request could not be parsed",
+};
+pub const INTERNAL: ErrorReply = ErrorReply {
+    status: 500,
+    code: "internal_error",
+    message: "the gateway failed to handle this request",
+};
+
+/// The JSON body for `reply`.
+pub fn error_body(reply: &ErrorReply, request_id: &str) -> Bytes {
+    let body = serde_json::json!({
+        "error": {
+            "code": reply.code,
+            "message": reply.message,
+            "request_id": if request_id.is_empty() { serde_json::Value::Null } else { request_id.into() },
+        }
+    });
+    Bytes::from(body.to_string())
+}
+
+/// The header of a gateway-made response with a body of `len` bytes.
+pub fn header(
+    status: u16,
+    content_type: Option<&str>,
+    len: usize,
+    request_id: &str,
+) -> pingora::Result<ResponseHeader> {
+    let mut h = ResponseHeader::build(status, Some(4))?;
+    if let Some(ct) = content_type {
+        h.insert_header(http::header::CONTENT_TYPE, ct)?;
+    }
+    h.insert_header(http::header::CONTENT_LENGTH, len)?;
+    if !request_id.is_empty() {
+        h.insert_header("x-request-id", request_id)?;
+    }
+    Ok(h)
+}
+
+/// Writes a JSON error for `reply` to the client.
+pub async fn send_error(
+    session: &mut Session,
+    reply: &ErrorReply,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let body = error_body(reply, request_id);
+    let h = header(
+        reply.status,
+        Some("application/json"),
+        body.len(),
+        request_id,
+    )?;
+    write(session, h, body).await
+}
+
+/// Writes a complete response; the connection stays open for the next request.
+pub async fn write(
+    session: &mut Session,
+    header: ResponseHeader,
+    body: Bytes,
+) -> pingora::Result<()> {
+    let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}

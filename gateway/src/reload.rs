@@ -1,0 +1,89 @@
+//! Config reload: read the file again, validate and build a whole new
+//! snapshot, swap it in. A refused config leaves the old snapshot serving.
+//! Triggered by SIGHUP and by `POST /config/reload` on the admin API.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::config::{self, ConfigErrors};
+use crate::observability::Metrics;
+use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::wasm::WasmRuntime;
+
+/// Everything a reload needs. Reloads are serialized.
+pub struct Reloader {
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub wasm: WasmRuntime,
+    pub snapshots: SnapshotHandle,
+    pub metrics: Metrics,
+    lock: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(
+        config_path: PathBuf,
+        data_dir: PathBuf,
+        wasm: WasmRuntime,
+        snapshots: SnapshotHandle,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            config_path,
+            data_dir,
+            wasm,
+            snapshots,
+            metrics,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Reloads now (blocking: reads files, compiles plugins). Returns the new
+    /// generation, or the errors that refused the config.
+    pub fn reload(&self, trigger: &str) -> Result<u64, ConfigErrors> {
+        let _serial = self
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let file = self.config_path.display().to_string();
+        let env = |name: &str| std::env::var(name).ok();
+        let result = config::load_file(&self.config_path, &self.data_dir, &env).and_then(|cfg| {
+            let old = self.snapshots.load();
+            warn_on_restart_only_changes(&old.config, &cfg);
+            Snapshot::build(cfg, &self.wasm, self.snapshots.next_generation(), &file)
+        });
+        match result {
+            Ok(snapshot) => {
+                let generation = snapshot.generation;
+                let hash = snapshot.config.hash.clone();
+                self.snapshots.swap(snapshot);
+                self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                tracing::info!(trigger, generation, hash = %hash, "config reloaded");
+                Ok(generation)
+            }
+            Err(errors) => {
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["error"])
+                    .inc();
+                for e in &errors.0 {
+                    tracing::error!(trigger, "config reload refused: {e}");
+                }
+                Err(errors)
+            }
+        }
+    }
+}
+
+/// Listeners, admin, backend and database settings apply at start only.
+fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::GatewayConfig) {
+    if old.listeners != new.listeners {
+        tracing::warn!("listener changes take effect after a restart (or a graceful upgrade)");
+    }
+    if old.admin.address != new.admin.address || old.backend.address != new.backend.address {
+        tracing::warn!("admin/backend address changes take effect after a restart");
+    }
+    if old.database_url != new.database_url || old.server.threads != new.server.threads {
+        tracing::warn!("database and thread settings take effect after a restart");
+    }
+}

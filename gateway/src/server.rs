@@ -1,0 +1,347 @@
+//! Process wiring: load the config, probe the ports, build the first snapshot,
+//! start the side runtime (admin API, collaboration backend, SIGHUP reload),
+//! then run Pingora until it is told to stop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+
+use crate::admin::{self, AdminState};
+use crate::config::{self, GatewayConfig};
+use crate::observability::{Metrics, logging};
+use crate::proxy::Gateway;
+use crate::reload::Reloader;
+use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::wasm::{RuntimeOptions, WasmRuntime};
+
+/// What `run` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Gateway and collaboration backend.
+    Up,
+    Gateway,
+    Collab,
+}
+
+impl Mode {
+    fn gateway(self) -> bool {
+        self != Mode::Collab
+    }
+}
+
+/// `aistack validate FILE`: everything a reload would check, nothing started.
+pub fn validate(file: &Path) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let data_dir = Path::new("data");
+    let cfg = match config::load_file(file, data_dir, &env) {
+        Ok(cfg) => cfg,
+        Err(errors) => return fail_config(&errors),
+    };
+    let wasm = match WasmRuntime::new(RuntimeOptions {
+        worker_threads: 1,
+        ..RuntimeOptions::default()
+    }) {
+        Ok(w) => w,
+        Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
+    };
+    match Snapshot::build(cfg, &wasm, 1, &file.display().to_string()) {
+        Ok(s) => {
+            println!(
+                "{}: ok ({} routes, {} upstreams, config hash {})",
+                file.display(),
+                s.routes.len(),
+                s.upstreams.len(),
+                s.config.hash
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => fail_config(&errors),
+    }
+}
+
+/// Starts the product in `mode` and blocks until it stops.
+pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let cfg = match config::load_file(config_path, data_dir, &env) {
+        Ok(cfg) => cfg,
+        Err(errors) => return fail_config(&errors),
+    };
+    logging::init(&cfg.server.log_level);
+    raise_open_file_limit();
+    if let Err(e) = std::fs::create_dir_all(data_dir) {
+        return fail(&format!(
+            "cannot create data directory {}: {e}",
+            data_dir.display()
+        ));
+    }
+    let ports = match probe_ports(mode, &cfg) {
+        Ok(p) => p,
+        Err(msg) => return fail(&msg),
+    };
+    let metrics = Metrics::new();
+    let file = config_path.display().to_string();
+    let wasm_opts = RuntimeOptions {
+        worker_threads: cfg.server.threads,
+        ..RuntimeOptions::default()
+    };
+    let wasm = match WasmRuntime::new(wasm_opts) {
+        Ok(w) => w,
+        Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
+    };
+    let snapshot = match Snapshot::build(cfg.clone(), &wasm, 1, &file) {
+        Ok(s) => s,
+        Err(errors) => return fail_config(&errors),
+    };
+    let snapshots = SnapshotHandle::new(snapshot);
+    let reloader = Arc::new(Reloader::new(
+        config_path.to_path_buf(),
+        data_dir.to_path_buf(),
+        wasm,
+        snapshots.clone(),
+        metrics.clone(),
+    ));
+    let admin_state = AdminState {
+        snapshots: snapshots.clone(),
+        metrics: metrics.clone(),
+        reloader: Some(Arc::clone(&reloader)),
+        token_hash: cfg
+            .admin
+            .token
+            .as_deref()
+            .map(|t| admin::sha256(t.as_bytes())),
+    };
+    let side = match start_side_runtime(mode, &cfg, ports, admin_state, reloader) {
+        Ok(side) => side,
+        Err(msg) => return fail(&msg),
+    };
+    if mode.gateway() {
+        run_pingora(&cfg, data_dir, snapshots, metrics);
+    } else {
+        side.wait_for_stop_signal();
+    }
+    side.shutdown();
+    ExitCode::SUCCESS
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+fn fail_config(errors: &config::ConfigErrors) -> ExitCode {
+    for e in &errors.0 {
+        eprintln!("error: {e}");
+    }
+    ExitCode::FAILURE
+}
+
+/// Listeners bound before Pingora starts, so a busy port is one clear line
+/// (Pingora would retry for ~30 s and then panic).
+struct BoundPorts {
+    admin: Option<TcpListener>,
+    backend: Option<TcpListener>,
+}
+
+fn probe_ports(mode: Mode, cfg: &GatewayConfig) -> Result<BoundPorts, String> {
+    let bind = |addr: SocketAddr, what: &str| {
+        TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+    };
+    let mut ports = BoundPorts {
+        admin: None,
+        backend: None,
+    };
+    if mode.gateway() {
+        for (i, addr) in cfg.listeners.iter().enumerate() {
+            // Released at once: Pingora binds it again.
+            drop(bind(*addr, &format!("listeners[{i}]"))?);
+        }
+        ports.admin = Some(bind(cfg.admin.address, "admin.address")?);
+    }
+    if mode != Mode::Gateway && cfg.backend.enabled {
+        ports.backend = Some(bind(cfg.backend.address, "backend.address")?);
+    }
+    Ok(ports)
+}
+
+fn raise_open_file_limit() {
+    if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
+        && soft < hard
+    {
+        let _ = rlimit::Resource::NOFILE.set(hard.min(1 << 20), hard);
+    }
+}
+
+/// A tokio runtime on its own threads for everything that is not the proxy.
+struct SideRuntime {
+    runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl SideRuntime {
+    fn wait_for_stop_signal(&self) {
+        self.runtime.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            tracing::info!("stopping");
+        });
+    }
+
+    fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+fn start_side_runtime(
+    mode: Mode,
+    cfg: &GatewayConfig,
+    ports: BoundPorts,
+    admin_state: AdminState,
+    reloader: Arc<Reloader>,
+) -> Result<SideRuntime, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("aistack-side")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the side runtime: {e}"))?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let database_url = cfg.database_url.clone();
+    runtime.spawn(async move {
+        let result =
+            start_services(mode, ports, admin_state, reloader, database_url, stop_rx).await;
+        let _ = ready_tx.send(result);
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(SideRuntime { runtime, stop }),
+        Ok(Err(msg)) => Err(msg),
+        Err(_) => Err("the side runtime stopped during start-up".to_owned()),
+    }
+}
+
+async fn start_services(
+    mode: Mode,
+    ports: BoundPorts,
+    admin_state: AdminState,
+    reloader: Arc<Reloader>,
+    database_url: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    if mode.gateway() {
+        spawn_sighup_reload(reloader)?;
+    }
+    if let Some(listener) = ports.admin {
+        let listener = to_tokio(listener)?;
+        let app = admin::router(admin_state);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let shutdown = wait_stop(stop);
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("admin API stopped: {e}");
+            }
+        });
+    }
+    if let Some(listener) = ports.backend {
+        let listener = to_tokio(listener)?;
+        let db = aistack_collab::Db::connect(&database_url)
+            .await
+            .map_err(|e| format!("cannot open the database: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = aistack_collab::serve(listener, db.clone(), wait_stop(stop)).await {
+                tracing::error!("collaboration backend stopped: {e}");
+            }
+            db.close().await;
+        });
+    }
+    Ok(())
+}
+
+fn to_tokio(listener: TcpListener) -> Result<tokio::net::TcpListener, String> {
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(|e| format!("cannot use listener: {e}"))
+}
+
+async fn wait_stop(mut stop: tokio::sync::watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Pingora does not handle SIGHUP (its default action kills the process):
+/// take it over before Pingora starts and reload the config on it.
+fn spawn_sighup_reload(reloader: Arc<Reloader>) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let r = Arc::clone(&reloader);
+            let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
+        }
+    });
+    Ok(())
+}
+
+/// Runs the proxy until SIGTERM (graceful) or SIGINT (fast).
+fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, metrics: Metrics) {
+    let grace = cfg.server.grace_period.as_secs().max(1);
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        // A request must stay on one thread: each thread has its own plugin VMs.
+        work_stealing: false,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace),
+        upgrade_sock: data_dir.join("upgrade.sock").display().to_string(),
+        pid_file: data_dir.join("aistack.pid").display().to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let gateway = Gateway {
+        snapshots,
+        metrics,
+        access_log: cfg.server.access_log,
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        gateway,
+        "aistack proxy",
+    );
+    for addr in &cfg.listeners {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+    server.bootstrap();
+    tracing::info!(
+        listeners = ?cfg.listeners,
+        admin = %cfg.admin.address,
+        threads = cfg.server.threads,
+        "aistack gateway started"
+    );
+    server.run(pingora::server::RunArgs::default());
+}

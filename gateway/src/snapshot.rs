@@ -1,0 +1,185 @@
+//! One immutable config snapshot: routes, upstreams and filter chains, built
+//! whole from a validated config and swapped atomically on reload. A request
+//! keeps the snapshot it started with until it finishes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{ConfigError, ConfigErrors, GatewayConfig};
+use crate::router::Router;
+use crate::wasm::{FilterInstance, WasmRuntime};
+
+/// Everything a request needs, fixed for its lifetime.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one on each successful reload (1 at start).
+    pub generation: u64,
+    pub config: Arc<GatewayConfig>,
+    pub router: Router,
+    pub routes: Vec<Route>,
+    pub upstreams: Vec<Upstream>,
+}
+
+/// A route as the hot path uses it.
+#[derive(Debug)]
+pub struct Route {
+    /// The metrics/log label (the config's name).
+    pub name: Arc<str>,
+    pub prefix: String,
+    pub strip_prefix: bool,
+    pub upstream: usize,
+    /// The filter chain, in order.
+    pub filters: Vec<Arc<FilterInstance>>,
+}
+
+/// A set of targets balanced round robin.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub targets: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    next: AtomicUsize,
+}
+
+impl Upstream {
+    /// The next target in round-robin order.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        Some(self.targets[i % self.targets.len()])
+    }
+}
+
+impl Snapshot {
+    /// Builds a snapshot: compiles each plugin module once and starts each
+    /// filter (its `on_configure` must accept the configuration). Errors name
+    /// the route entry that brought the plugin in.
+    pub fn build(
+        config: GatewayConfig,
+        wasm: &WasmRuntime,
+        generation: u64,
+        file: &str,
+    ) -> Result<Snapshot, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut modules = std::collections::HashMap::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for spec in &config.routes {
+            let mut filters = Vec::with_capacity(spec.plugins.len());
+            for p in &spec.plugins {
+                let err = |message: String| ConfigError {
+                    file: file.to_owned(),
+                    line: p.line,
+                    column: p.column,
+                    key: format!("{}.name", p.key),
+                    message,
+                };
+                let module = match modules.get(&p.name) {
+                    Some(m) => Arc::clone(m),
+                    None => match load_module(&config, wasm, &p.name) {
+                        Ok(m) => {
+                            modules.insert(p.name.clone(), Arc::clone(&m));
+                            m
+                        }
+                        Err(message) => {
+                            errors.push(err(message));
+                            continue;
+                        }
+                    },
+                };
+                match wasm.filter(&module, p.config.clone(), "") {
+                    Ok(f) => filters.push(f),
+                    Err(e) => errors.push(err(format!(
+                        "plugin `{}` refused its configuration: {e}",
+                        p.name
+                    ))),
+                }
+            }
+            routes.push(Route {
+                name: Arc::from(spec.name.as_str()),
+                prefix: spec.path.clone(),
+                strip_prefix: spec.strip_prefix,
+                upstream: spec.upstream,
+                filters,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Upstream {
+                name: Arc::from(u.name.as_str()),
+                targets: u.targets.clone(),
+                connect_timeout: u.connect_timeout,
+                read_timeout: u.read_timeout,
+                write_timeout: u.write_timeout,
+                next: AtomicUsize::new(0),
+            })
+            .collect();
+        Ok(Snapshot {
+            generation,
+            router: Router::new(&config.routes),
+            config: Arc::new(config),
+            routes,
+            upstreams,
+        })
+    }
+}
+
+fn load_module(
+    config: &GatewayConfig,
+    wasm: &WasmRuntime,
+    name: &str,
+) -> Result<Arc<crate::wasm::PluginModule>, String> {
+    if let Some(path) = config.plugin_files.get(name) {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        return wasm
+            .load_module(name, &bytes)
+            .map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let bytes = crate::wasm::builtin_module_bytes(name)
+        .ok_or_else(|| format!("unknown plugin `{name}`"))?;
+    wasm.load_module(name, bytes).map_err(|e| e.to_string())
+}
+
+/// The live snapshot, shared by the proxy, the admin API and the reloader.
+#[derive(Debug, Clone)]
+pub struct SnapshotHandle {
+    current: Arc<ArcSwap<Snapshot>>,
+    generations: Arc<AtomicU64>,
+}
+
+impl SnapshotHandle {
+    pub fn new(initial: Snapshot) -> Self {
+        let generation = initial.generation;
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(initial)),
+            generations: Arc::new(AtomicU64::new(generation)),
+        }
+    }
+
+    /// The snapshot a new request should use.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The generation number the next snapshot should carry.
+    pub fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Makes `next` the snapshot for new requests; in-flight ones keep theirs.
+    pub fn swap(&self, next: Snapshot) {
+        self.current.store(Arc::new(next));
+    }
+}

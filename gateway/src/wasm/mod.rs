@@ -1,0 +1,68 @@
+//! The Proxy-Wasm host: runs WebAssembly filters written against the standard Proxy-Wasm
+//! ABI (0.2.1 and 0.2.0) — a filter built for Envoy with the `proxy-wasm` SDK runs here
+//! unmodified — on wasmtime.
+//!
+//! Start with [`WasmRuntime`] (one per process): [`WasmRuntime::load_module`] compiles a
+//! module once, [`WasmRuntime::filter`] configures it (and refuses a bad configuration at
+//! load). Per request, [`HttpFilters`] drives a route's chain through the phases and
+//! returns [`Decision`]s; a misbehaving filter yields a [`PluginFault`] and never takes
+//! the gateway down (memory limit, per-call deadline, traps caught, VM replaced).
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!  control plane                          each worker thread, lazily, once per filter
+//!  ─────────────                          ───────────────────────────────────────────
+//!  load_module ── compile, validate,      instantiate (pooling allocator)
+//!                 instantiate_pre         → _initialize
+//!  filter ─────── starts one VM here ───→ → proxy_on_context_create(root, 0)
+//!                 (bad config = Err)      → proxy_on_vm_start → proxy_on_configure
+//!
+//!  per request (HttpFilters, on the request's thread)
+//!  on_request_headers ─→ [first call] proxy_on_context_create(ctx, root)
+//!                     ─→ proxy_on_request_headers(ctx, n, eos)   each filter, in order
+//!  on_response_headers ─→ proxy_on_response_headers(ctx, n, eos) each filter, reversed
+//!  on_log ─────────────→ proxy_on_log(ctx) … then proxy_on_done, proxy_on_delete
+//!  drop without on_log ─→ proxy_on_done(ctx) → proxy_on_delete(ctx)
+//! ```
+//!
+//! Every phase returns `Continue`, `Pause` or `Respond(local response)`; local responses,
+//! stream closes and resumes the guest asks for are applied after its call returns, as
+//! Envoy does.
+//!
+//! # Threads and VMs
+//!
+//! One VM per (worker thread, filter instance), many HTTP contexts inside it (Envoy's
+//! model): Pingora runs with `work_stealing: false`, so a request stays on its thread.
+//! A VM that traps, overruns its deadline or runs out of memory is discarded and the
+//! next request starts a fresh one; contexts that lived in it answer as faults. VMs of
+//! filters dropped by a reload are freed by their thread shortly after.
+//!
+//! # Layout
+//!
+//! `runtime` (engine, linker, pool, epoch ticker) · `plugin` (modules, filter
+//! instances) · `vm` (one instance and its calls) · `registry` (the per-thread VM map) ·
+//! `filters` (the per-request chain) · `host` (the Store's data) · `abi` (the host
+//! functions) · `builtin` (the embedded filters of `plugins/`).
+
+mod abi;
+mod builtin;
+mod error;
+mod filters;
+mod host;
+mod plugin;
+mod registry;
+mod runtime;
+mod types;
+mod vm;
+
+#[cfg(test)]
+mod tests;
+
+pub use builtin::{builtin_module_bytes, builtin_names};
+pub use error::{FaultKind, PluginFault, WasmError};
+pub use filters::HttpFilters;
+pub use plugin::{FilterInstance, PluginModule};
+pub use runtime::{RuntimeOptions, WasmRuntime};
+pub use types::{Decision, LocalResponse, RequestInfo};
+pub use vm::CLOSE_STREAM_DETAILS;

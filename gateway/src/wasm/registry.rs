@@ -1,0 +1,154 @@
+//! The per-thread VM map: one VM per (worker thread, filter instance), with many HTTP
+//! contexts inside it (Envoy's model). Pingora runs with `work_stealing: false`, so a
+//! request stays on its thread and always finds its contexts here.
+//!
+//! Entries are keyed by the filter's unique id and hold it weakly: when a filter is
+//! replaced (config reload) and its last `Arc` dropped, the thread frees the VM the next
+//! time it starts a VM or every [`SWEEP_EVERY`] calls. A VM that faulted is dropped
+//! right away; the next request starts a fresh one.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use super::error::{FaultKind, PluginFault};
+use super::plugin::FilterInstance;
+use super::vm::{StartError, Vm};
+
+/// How often (in VM lookups) a thread looks for VMs of dropped filters.
+const SWEEP_EVERY: u32 = 1024;
+
+struct Slot {
+    owner: Weak<FilterInstance>,
+    vm: Vm,
+}
+
+#[derive(Default)]
+struct Registry {
+    slots: HashMap<u64, Slot>,
+    lookups: u32,
+}
+
+impl Registry {
+    /// Frees the VMs whose filter is gone, letting their root contexts finish first.
+    fn sweep(&mut self) {
+        self.slots.retain(|_, slot| {
+            let alive = slot.owner.strong_count() > 0;
+            if !alive {
+                slot.vm.shutdown();
+            }
+            alive
+        });
+    }
+
+    fn start(&mut self, filter: &Arc<FilterInstance>) -> Result<(), StartError> {
+        self.sweep();
+        let vm = Vm::start(filter).inspect_err(|_| {
+            filter.stats.faults.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let slot = Slot {
+            owner: Arc::downgrade(filter),
+            vm,
+        };
+        self.slots.insert(filter.id, slot);
+        Ok(())
+    }
+}
+
+thread_local! {
+    static VMS: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+fn unavailable(filter: &FilterInstance, why: &str) -> PluginFault {
+    PluginFault::new(&filter.identity.name, FaultKind::Abi, why)
+}
+
+/// Starts a VM of `filter` on this thread now (kept for later requests on this thread).
+pub(crate) fn start_here(filter: &Arc<FilterInstance>) -> Result<(), StartError> {
+    let started = VMS.try_with(|cell| {
+        let mut registry = cell.try_borrow_mut().ok()?;
+        Some(registry.start(filter))
+    });
+    match started {
+        Ok(Some(result)) => result,
+        _ => Err(StartError {
+            configuring: false,
+            fault: unavailable(
+                filter,
+                "no VM can start on this thread (it is shutting down or inside a guest call)",
+            ),
+        }),
+    }
+}
+
+/// Runs `f` with this thread's VM of `filter`, starting it first if needed. A VM that
+/// fails during `f` is discarded (and counted) before this returns.
+pub(crate) fn with_vm<R>(
+    filter: &Arc<FilterInstance>,
+    f: impl FnOnce(&mut Vm) -> Result<R, PluginFault>,
+) -> Result<R, PluginFault> {
+    let outcome = VMS.try_with(|cell| {
+        let Ok(mut registry) = cell.try_borrow_mut() else {
+            return Err(unavailable(
+                filter,
+                "a VM was requested from inside a guest call",
+            ));
+        };
+        registry.lookups = registry.lookups.wrapping_add(1);
+        if registry.lookups % SWEEP_EVERY == 0 {
+            registry.sweep();
+        }
+        if !registry.slots.contains_key(&filter.id) {
+            registry.start(filter).map_err(|e| e.fault)?;
+        }
+        let Some(slot) = registry.slots.get_mut(&filter.id) else {
+            return Err(unavailable(filter, "the VM vanished while starting"));
+        };
+        slot.vm.reap_orphans();
+        let result = f(&mut slot.vm);
+        if slot.vm.failed() {
+            filter.stats.faults.fetch_add(1, Ordering::Relaxed);
+            registry.slots.remove(&filter.id);
+        }
+        result
+    });
+    outcome.unwrap_or_else(|_| Err(unavailable(filter, "the thread is shutting down")))
+}
+
+/// Runs `f` with this thread's VM of `filter` if there is one; never starts a VM.
+pub(crate) fn with_existing_vm<R>(
+    filter: &Arc<FilterInstance>,
+    f: impl FnOnce(&mut Vm) -> R,
+) -> Option<R> {
+    VMS.try_with(|cell| {
+        let mut registry = cell.try_borrow_mut().ok()?;
+        let slot = registry.slots.get_mut(&filter.id)?;
+        let result = f(&mut slot.vm);
+        if slot.vm.failed() {
+            filter.stats.faults.fetch_add(1, Ordering::Relaxed);
+            registry.slots.remove(&filter.id);
+        }
+        Some(result)
+    })
+    .ok()
+    .flatten()
+}
+
+/// How many VMs this thread holds (tests).
+#[cfg(test)]
+pub(crate) fn vms_on_this_thread() -> usize {
+    VMS.with(|cell| cell.borrow().slots.len())
+}
+
+/// Frees VMs of dropped filters on this thread now (tests).
+#[cfg(test)]
+pub(crate) fn sweep_this_thread() {
+    VMS.with(|cell| cell.borrow_mut().sweep());
+}
+
+/// How many HTTP contexts this thread's VM of `filter` holds, if it has one (tests).
+#[cfg(test)]
+pub(crate) fn live_contexts(filter: &Arc<FilterInstance>) -> Option<usize> {
+    with_existing_vm(filter, |vm| vm.live_contexts())
+}

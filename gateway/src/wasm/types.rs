@@ -1,0 +1,82 @@
+//! The data the proxy hands to the filter chain and gets back: [`RequestInfo`] in,
+//! [`Decision`] out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+/// Per-request facts the Proxy-Wasm properties are answered from (`request.id`,
+/// `source.address`, `route_name`, ...). Owned by the proxy's per-request context and
+/// passed by reference to every [`HttpFilters`](super::HttpFilters) call; cheap to build.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The request id the core accepted or assigned (`request.id`).
+    pub request_id: String,
+    /// The matched route's name (`route_name`, `xds.route_name`).
+    pub route_name: Arc<str>,
+    /// The downstream peer (`source.address`, `source.port`).
+    pub client_addr: Option<SocketAddr>,
+    /// The local address the request arrived on (`destination.address`, `destination.port`).
+    pub server_addr: Option<SocketAddr>,
+    /// When the request's first byte arrived (`request.time`).
+    pub start: SystemTime,
+    /// `http` or `https` (`request.scheme`, the `:scheme` pseudo-header).
+    pub scheme: &'static str,
+    /// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2` (`request.protocol`).
+    pub protocol: &'static str,
+    /// The response status once known (`response.code` outside the response phase).
+    pub response_code: Option<u16>,
+}
+
+impl RequestInfo {
+    /// Info for a plain-HTTP/1.1 request that starts now; set the other fields as known.
+    pub fn new(request_id: impl Into<String>, route_name: Arc<str>) -> Self {
+        RequestInfo {
+            request_id: request_id.into(),
+            route_name,
+            client_addr: None,
+            server_addr: None,
+            start: SystemTime::now(),
+            scheme: "http",
+            protocol: "HTTP/1.1",
+            response_code: None,
+        }
+    }
+}
+
+impl Default for RequestInfo {
+    /// An empty id and route name, starting now (fill the fields as the request is read).
+    fn default() -> Self {
+        RequestInfo::new(String::new(), Arc::from(""))
+    }
+}
+
+/// What the proxy does after a filter-chain phase. The Proxy-Wasm `Action` and the
+/// deferred host calls of the guest call are mapped onto it in one place
+/// (`vm::decide`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on with the next filter, then the next phase.
+    Continue,
+    /// A filter returned `Action::Pause`: it waits for an event (an HTTP callout, for
+    /// example) before the stream may go on. The chain stopped at that filter.
+    Pause,
+    /// A filter answered locally (`send_http_response`), or closed the stream: send this
+    /// response instead of (or in place of) the upstream's. The chain stopped there.
+    Respond(LocalResponse),
+}
+
+/// A response produced by a filter (`proxy_send_local_response`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// The status code (an out-of-range code from the guest becomes 500).
+    pub status: u16,
+    /// Extra response headers, lower-cased names, in the order the filter gave them.
+    pub headers: Vec<(String, String)>,
+    /// The response body (may be empty).
+    pub body: Bytes,
+    /// Why (Envoy's "response code details"): the filter's text, or `wasm_close_stream`.
+    pub details: String,
+}

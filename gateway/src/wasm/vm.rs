@@ -1,0 +1,578 @@
+//! One VM: a Store, an instance of a filter's module, its root context and its HTTP
+//! contexts. Lives on one thread (see `registry`); every guest call runs under the
+//! per-call epoch deadline, and a trap, deadline or out-of-memory marks the VM failed so
+//! that it is replaced.
+//!
+//! Start: instantiate → `_initialize` (or `_start`) → `proxy_on_context_create(root, 0)`
+//! → `proxy_on_vm_start` → `proxy_on_configure`.
+
+use std::mem;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use pingora::http::{RequestHeader, ResponseHeader};
+use wasmtime::{Instance, Store, Trap, TypedFunc, WasmParams, WasmResults};
+
+use super::abi::AbiViolation;
+use super::abi::wasi::ProcExit;
+use super::error::{FaultKind, PluginFault};
+use super::host::{Deferred, HostState, Phase, RequestState};
+use super::plugin::FilterInstance;
+use super::types::{Decision, LocalResponse, RequestInfo};
+
+/// `LocalResponse::details` when a filter closed the stream (`proxy_close_stream`): the
+/// proxy should drop the connection rather than send the placeholder response.
+pub const CLOSE_STREAM_DETAILS: &str = "wasm_close_stream";
+
+/// The request's data lent to a VM for one guest call.
+pub(crate) struct Io<'a> {
+    pub(crate) request: Option<&'a mut RequestHeader>,
+    pub(crate) response: Option<&'a mut ResponseHeader>,
+    pub(crate) info: Option<&'a RequestInfo>,
+    pub(crate) state: &'a mut RequestState,
+}
+
+/// The part of a VM other threads may touch: its identity and the contexts dropped on
+/// another thread, which the owning thread finishes on its next call.
+#[derive(Debug, Default)]
+pub(crate) struct VmShared {
+    orphans: Mutex<Vec<u32>>,
+    has_orphans: AtomicBool,
+}
+
+impl VmShared {
+    pub(crate) fn push_orphan(&self, context_id: u32) {
+        if let Ok(mut orphans) = self.orphans.lock() {
+            orphans.push(context_id);
+            self.has_orphans.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The guest's entry points (all optional but the allocator, checked at load).
+struct Exports {
+    initialize: Option<TypedFunc<(), ()>>,
+    start: Option<TypedFunc<(), ()>>,
+    main: Option<TypedFunc<(u32, u32), u32>>,
+    context_create: Option<TypedFunc<(u32, u32), ()>>,
+    vm_start: Option<TypedFunc<(u32, u32), u32>>,
+    configure: Option<TypedFunc<(u32, u32), u32>>,
+    request_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
+    response_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
+    log: Option<TypedFunc<u32, ()>>,
+    done: Option<TypedFunc<u32, u32>>,
+    delete: Option<TypedFunc<u32, ()>>,
+}
+
+impl Exports {
+    fn of(instance: &Instance, store: &mut Store<HostState>) -> Self {
+        fn get<P: WasmParams, R: WasmResults>(
+            instance: &Instance,
+            store: &mut Store<HostState>,
+            name: &str,
+        ) -> Option<TypedFunc<P, R>> {
+            instance.get_typed_func(&mut *store, name).ok()
+        }
+        Exports {
+            initialize: get(instance, store, "_initialize"),
+            start: get(instance, store, "_start"),
+            main: get(instance, store, "main"),
+            context_create: get(instance, store, "proxy_on_context_create"),
+            vm_start: get(instance, store, "proxy_on_vm_start"),
+            configure: get(instance, store, "proxy_on_configure"),
+            request_headers: get(instance, store, "proxy_on_request_headers"),
+            response_headers: get(instance, store, "proxy_on_response_headers"),
+            log: get(instance, store, "proxy_on_log"),
+            done: get(instance, store, "proxy_on_done"),
+            delete: get(instance, store, "proxy_on_delete"),
+        }
+    }
+}
+
+/// Why a VM did not start, and at which step (a configuration refusal is a config error).
+#[derive(Debug)]
+pub(crate) struct StartError {
+    pub(crate) configuring: bool,
+    pub(crate) fault: PluginFault,
+}
+
+/// A running VM of one filter on one thread.
+pub(crate) struct Vm {
+    store: Store<HostState>,
+    exports: Exports,
+    shared: Arc<VmShared>,
+    deadline: Duration,
+    call_ticks: u64,
+    failed: bool,
+}
+
+/// Context ids are unique per process; 0 means "no parent" and is never handed out.
+fn next_context_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    loop {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+impl Vm {
+    /// Instantiates `filter`'s module and runs it up to `proxy_on_configure`.
+    pub(crate) fn start(filter: &FilterInstance) -> Result<Vm, StartError> {
+        let runtime = &filter.module.runtime;
+        filter.stats.vm_starts.fetch_add(1, Ordering::Relaxed);
+        let host = HostState::new(
+            Arc::clone(&filter.identity),
+            runtime.options.memory_limit_bytes,
+        );
+        let mut store = Store::new(&runtime.engine, host);
+        store.limiter(|host| &mut host.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(runtime.start_ticks);
+        let instance = match filter.module.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(error) => {
+                let plugin = &filter.identity.name;
+                let (kind, message) = classify(&error, store.data(), runtime.options.call_deadline);
+                let message = format!("instantiation failed: {message}");
+                return Err(StartError {
+                    configuring: false,
+                    fault: PluginFault::new(plugin, kind, message),
+                });
+            }
+        };
+        let memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().memory = memory;
+        let allocator = instance
+            .get_typed_func(&mut store, "proxy_on_memory_allocate")
+            .or_else(|_| instance.get_typed_func(&mut store, "malloc"))
+            .ok();
+        store.data_mut().allocator = allocator;
+        let exports = Exports::of(&instance, &mut store);
+        let mut vm = Vm {
+            store,
+            exports,
+            shared: Arc::new(VmShared::default()),
+            deadline: runtime.options.call_deadline,
+            call_ticks: runtime.call_ticks,
+            failed: false,
+        };
+        vm.boot(runtime.start_ticks)?;
+        Ok(vm)
+    }
+
+    fn boot(&mut self, ticks: u64) -> Result<(), StartError> {
+        let fail = |fault| StartError {
+            configuring: false,
+            fault,
+        };
+        self.initialize(ticks).map_err(fail)?;
+        let root = next_context_id();
+        self.store.data_mut().root_context_id = root;
+        if let Some(create) = self.exports.context_create.clone() {
+            self.call(Phase::ContextCreate, root, &create, (root, 0), ticks)
+                .map_err(fail)?;
+        }
+        let vm_config = len32(self.store.data().plugin.vm_configuration.len());
+        if let Some(vm_start) = self.exports.vm_start.clone() {
+            let ok = self.call(Phase::VmStart, root, &vm_start, (root, vm_config), ticks);
+            self.refused_if_false(ok, "proxy_on_vm_start")
+                .map_err(fail)?;
+        }
+        let config = len32(self.store.data().plugin.configuration.len());
+        if let Some(configure) = self.exports.configure.clone() {
+            let ok = self.call(Phase::Configure, root, &configure, (root, config), ticks);
+            self.refused_if_false(ok, "proxy_on_configure")
+                .map_err(|fault| StartError {
+                    configuring: true,
+                    fault,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// `_initialize` (then `main`, if exported too), else `_start`; a `proc_exit(0)` at the
+    /// end of either is a normal return.
+    fn initialize(&mut self, ticks: u64) -> Result<(), PluginFault> {
+        let entry = self
+            .exports
+            .initialize
+            .clone()
+            .or_else(|| self.exports.start.clone());
+        if let Some(entry) = entry {
+            match self.call_raw(Phase::Initialize, 0, &entry, (), ticks) {
+                Ok(()) => {}
+                Err(e) if matches!(e.downcast_ref::<ProcExit>(), Some(ProcExit(0))) => {}
+                Err(e) => return Err(self.fault(e)),
+            }
+        }
+        if let (Some(_), Some(main)) = (&self.exports.initialize, self.exports.main.clone()) {
+            self.call(Phase::Initialize, 0, &main, (0, 0), ticks)?;
+        }
+        Ok(())
+    }
+
+    /// A lifecycle callback answered false: the plugin refused to start.
+    fn refused_if_false(
+        &mut self,
+        ok: Result<u32, PluginFault>,
+        callback: &str,
+    ) -> Result<(), PluginFault> {
+        if ok? != 0 {
+            return Ok(());
+        }
+        self.failed = true;
+        let logged = self.store.data_mut().call.last_error_log.take();
+        let message = logged.unwrap_or_else(|| format!("{callback} returned false"));
+        Err(PluginFault::new(
+            &self.store.data().plugin.name,
+            FaultKind::Abi,
+            message,
+        ))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn live_contexts(&self) -> usize {
+        self.store.data().http_contexts.len()
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<VmShared> {
+        &self.shared
+    }
+
+    /// Whether `vm` (a handle kept by a request) designates this VM.
+    pub(crate) fn is(&self, vm: &Weak<VmShared>) -> bool {
+        std::ptr::eq(Weak::as_ptr(vm), Arc::as_ptr(&self.shared))
+    }
+
+    /// Calls a guest function under the deadline; a failure marks the VM failed.
+    fn call<P: WasmParams, R: WasmResults>(
+        &mut self,
+        phase: Phase,
+        context: u32,
+        func: &TypedFunc<P, R>,
+        params: P,
+        ticks: u64,
+    ) -> Result<R, PluginFault> {
+        self.call_raw(phase, context, func, params, ticks)
+            .map_err(|error| self.fault(error))
+    }
+
+    fn call_raw<P: WasmParams, R: WasmResults>(
+        &mut self,
+        phase: Phase,
+        context: u32,
+        func: &TypedFunc<P, R>,
+        params: P,
+        ticks: u64,
+    ) -> wasmtime::Result<R> {
+        let host = self.store.data_mut();
+        host.call.begin(phase, context);
+        host.limits.exceeded = false;
+        self.store.set_epoch_deadline(ticks);
+        let result = func.call(&mut self.store, params);
+        self.store.data_mut().call.phase = Phase::Idle;
+        result
+    }
+
+    fn fault(&mut self, error: wasmtime::Error) -> PluginFault {
+        self.failed = true;
+        let host = self.store.data();
+        let (kind, message) = classify(&error, host, self.deadline);
+        PluginFault::new(&host.plugin.name, kind, message)
+    }
+
+    /// Runs `func` with the request's data swapped into the Store (and back).
+    fn http_call<P: WasmParams, R: WasmResults>(
+        &mut self,
+        phase: Phase,
+        context: u32,
+        func: Option<TypedFunc<P, R>>,
+        params: P,
+        io: &mut Io<'_>,
+    ) -> Result<Option<R>, PluginFault> {
+        let Some(func) = func else {
+            return Ok(None);
+        };
+        self.lend(io);
+        let result = self.call_raw(phase, context, &func, params, self.call_ticks);
+        self.lend(io);
+        result.map(Some).map_err(|error| self.fault(error))
+    }
+
+    /// Swaps the request's headers and state with the Store's slots. Called twice per
+    /// guest call: before (the Store gets the request's) and after (they go back).
+    fn lend(&mut self, io: &mut Io<'_>) {
+        let http = &mut self.store.data_mut().http;
+        if let Some(request) = io.request.as_deref_mut() {
+            mem::swap(request, &mut http.request);
+            http.request_live = !http.request_live;
+        }
+        if let Some(response) = io.response.as_deref_mut() {
+            mem::swap(response, &mut http.response);
+            http.response_live = !http.response_live;
+        }
+        match io.info {
+            Some(info) if !http.info.present => http.info.fill(info),
+            _ => http.info.present = false,
+        }
+        mem::swap(io.state, &mut http.state);
+    }
+
+    /// Creates an HTTP context for a request (`proxy_on_context_create(id, root)`).
+    pub(crate) fn create_context(&mut self, io: &mut Io<'_>) -> Result<u32, PluginFault> {
+        let host = self.store.data_mut();
+        let root = host.root_context_id;
+        let id = loop {
+            let id = next_context_id();
+            if id != root && !host.http_contexts.contains(&id) {
+                break id;
+            }
+        };
+        host.http_contexts.insert(id);
+        let create = self.exports.context_create.clone();
+        self.http_call(Phase::ContextCreate, id, create, (id, root), io)?;
+        Ok(id)
+    }
+
+    pub(crate) fn request_headers(
+        &mut self,
+        context: u32,
+        io: &mut Io<'_>,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginFault> {
+        let count = io.request.as_deref().map_or(0, request_header_count);
+        let func = self.exports.request_headers.clone();
+        let action = self.http_call(
+            Phase::RequestHeaders,
+            context,
+            func,
+            (context, count, u32::from(end_of_stream)),
+            io,
+        )?;
+        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
+        Ok(decide(action, deferred, Stream::Request))
+    }
+
+    pub(crate) fn response_headers(
+        &mut self,
+        context: u32,
+        io: &mut Io<'_>,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginFault> {
+        let count = io
+            .response
+            .as_deref()
+            .map_or(0, |r| len32(r.headers.len() + 1));
+        let func = self.exports.response_headers.clone();
+        let action = self.http_call(
+            Phase::ResponseHeaders,
+            context,
+            func,
+            (context, count, u32::from(end_of_stream)),
+            io,
+        )?;
+        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
+        Ok(decide(action, deferred, Stream::Response))
+    }
+
+    pub(crate) fn log(&mut self, context: u32, io: &mut Io<'_>) -> Result<(), PluginFault> {
+        let func = self.exports.log.clone();
+        self.http_call(Phase::Log, context, func, context, io)
+            .map(drop)
+    }
+
+    /// `proxy_on_done` then `proxy_on_delete` (Envoy ignores on_done's answer for HTTP
+    /// contexts too); the context is gone afterwards, whatever happens.
+    pub(crate) fn finish(&mut self, context: u32, io: &mut Io<'_>) -> Result<(), PluginFault> {
+        if !self.store.data_mut().http_contexts.remove(&context) {
+            return Ok(());
+        }
+        let done = self.exports.done.clone();
+        self.http_call(Phase::Done, context, done, context, io)?;
+        let delete = self.exports.delete.clone();
+        self.http_call(Phase::Delete, context, delete, context, io)
+            .map(drop)
+    }
+
+    /// Finishes the contexts other threads dropped for this VM.
+    pub(crate) fn reap_orphans(&mut self) {
+        if !self.shared.has_orphans.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let orphans = self
+            .shared
+            .orphans
+            .lock()
+            .map(|mut o| mem::take(&mut *o))
+            .unwrap_or_default();
+        let mut state = RequestState::default();
+        for context in orphans {
+            let mut io = Io {
+                request: None,
+                response: None,
+                info: None,
+                state: &mut state,
+            };
+            if self.finish(context, &mut io).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Lets the root context finish before the VM is dropped (its filter is gone).
+    pub(crate) fn shutdown(&mut self) {
+        if self.failed {
+            return;
+        }
+        let root = self.store.data().root_context_id;
+        if let Some(done) = self.exports.done.clone() {
+            let _ = self.call(Phase::Done, root, &done, root, self.call_ticks);
+        }
+        if let (false, Some(delete)) = (self.failed, self.exports.delete.clone()) {
+            let _ = self.call(Phase::Delete, root, &delete, root, self.call_ticks);
+        }
+    }
+}
+
+/// Envoy passes the number of header entries, pseudo-headers included.
+fn request_header_count(req: &RequestHeader) -> u32 {
+    let hosts = req.headers.get_all(http::header::HOST).iter().count();
+    len32(req.headers.len() - hosts + 4)
+}
+
+fn len32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Request,
+    Response,
+}
+
+/// The one place where a callback's `Action` and the host calls it deferred become a
+/// [`Decision`]: a local response wins, then a closed stream, then the `Action` (0
+/// continue, anything else pause), where a pause the callback already resumed itself
+/// (`proxy_continue_stream`) is a continue.
+fn decide(action: Option<u32>, deferred: Deferred, stream: Stream) -> Decision {
+    if let Some(response) = deferred.local_response {
+        return Decision::Respond(response);
+    }
+    if deferred.close_request || deferred.close_response {
+        return Decision::Respond(LocalResponse {
+            status: 500,
+            headers: vec![("connection".to_owned(), "close".to_owned())],
+            body: bytes::Bytes::new(),
+            details: CLOSE_STREAM_DETAILS.to_owned(),
+        });
+    }
+    let resumed = match stream {
+        Stream::Request => deferred.continue_request,
+        Stream::Response => deferred.continue_response,
+    };
+    match action {
+        None | Some(0) => Decision::Continue,
+        Some(_) if resumed => Decision::Continue,
+        Some(_) => Decision::Pause,
+    }
+}
+
+/// Turns a failed guest call into a fault kind and a message.
+fn classify(error: &wasmtime::Error, host: &HostState, deadline: Duration) -> (FaultKind, String) {
+    if let Some(violation) = error.downcast_ref::<AbiViolation>() {
+        return (FaultKind::Abi, violation.to_string());
+    }
+    if let Some(exit) = error.downcast_ref::<ProcExit>() {
+        return (FaultKind::Trap, exit.to_string());
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        let message = format!("exceeded the {} ms call deadline", deadline.as_millis());
+        return (FaultKind::Deadline, message);
+    }
+    if host.limits.exceeded {
+        let limit = host.limits.max_bytes / (1024 * 1024);
+        return (
+            FaultKind::OutOfMemory,
+            format!("exceeded its memory limit of {limit} MiB"),
+        );
+    }
+    if let Some(function) = host.call.unimplemented {
+        let message = format!("called {function}, which this gateway does not implement yet");
+        return (FaultKind::Abi, message);
+    }
+    let mut message = match trap {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{error:#}"),
+    };
+    if let Some(note) = &host.call.host_note {
+        message.push_str(&format!("; the host had refused a call: {note}"));
+    }
+    if let Some(logged) = &host.call.last_error_log {
+        message.push_str(&format!("; the plugin logged: {logged}"));
+    }
+    (FaultKind::Trap, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(status: u16) -> LocalResponse {
+        LocalResponse {
+            status,
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+            details: String::new(),
+        }
+    }
+
+    #[test]
+    fn actions_map_to_decisions_in_one_place() {
+        let none = Deferred::default;
+        assert_eq!(decide(None, none(), Stream::Request), Decision::Continue);
+        assert_eq!(decide(Some(0), none(), Stream::Request), Decision::Continue);
+        assert_eq!(decide(Some(1), none(), Stream::Request), Decision::Pause);
+        assert_eq!(decide(Some(7), none(), Stream::Response), Decision::Pause);
+        let resumed = Deferred {
+            continue_request: true,
+            ..Deferred::default()
+        };
+        assert_eq!(
+            decide(Some(1), resumed, Stream::Request),
+            Decision::Continue
+        );
+        let resumed_other = Deferred {
+            continue_response: true,
+            ..Deferred::default()
+        };
+        assert_eq!(
+            decide(Some(1), resumed_other, Stream::Request),
+            Decision::Pause
+        );
+        let answered = Deferred {
+            local_response: Some(local(403)),
+            close_request: true,
+            ..Deferred::default()
+        };
+        assert_eq!(
+            decide(Some(0), answered, Stream::Request),
+            Decision::Respond(local(403))
+        );
+        let closed = Deferred {
+            close_response: true,
+            ..Deferred::default()
+        };
+        match decide(Some(0), closed, Stream::Response) {
+            Decision::Respond(response) => assert_eq!(response.details, CLOSE_STREAM_DETAILS),
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+}

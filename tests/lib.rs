@@ -1,0 +1,199 @@
+//! Test harness for the end-to-end tests: starts the real `aistack` binary on
+//! free ports with a temporary data directory, waits for readiness, and gives
+//! a small echo upstream that reports what it received.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub mod echo;
+
+/// The `aistack` binary built by `cargo build -p aistack-gateway` in the same
+/// profile as this test (it sits two levels above the test executable).
+pub fn aistack_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(format!("aistack{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first with `cargo build -p aistack-gateway --bin aistack` (./aistack test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nothing listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Ports a gateway instance uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub proxy: u16,
+    pub admin: u16,
+    pub backend: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        Self { proxy: free_port(), admin: free_port(), backend: free_port() }
+    }
+}
+
+/// Replaces `{proxy}`, `{admin}`, `{backend}` in a config template.
+pub fn render(template: &str, ports: Ports) -> String {
+    template
+        .replace("{proxy}", &ports.proxy.to_string())
+        .replace("{admin}", &ports.admin.to_string())
+        .replace("{backend}", &ports.backend.to_string())
+}
+
+/// A running `aistack` process. Killed on drop.
+pub struct Aistack {
+    child: Option<Child>,
+    pub ports: Ports,
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    output: Arc<Mutex<String>>,
+}
+
+impl Aistack {
+    /// Writes `config` into `dir` and starts `aistack MODE` with it, waiting
+    /// until the admin API (and the backend, in `up` mode) answer.
+    pub async fn start(mode: &str, config: &str, ports: Ports, dir: &Path) -> Aistack {
+        let config_path = dir.join("aistack.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let data_dir = dir.join("data");
+        let mut child = Command::new(aistack_bin())
+            .arg(mode)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("AISTACK_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn aistack");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+            let out = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        let mut gw = Aistack { child: Some(child), ports, data_dir, config_path, output };
+        gw.wait_ready(mode).await;
+        gw
+    }
+
+    async fn wait_ready(&mut self, mode: &str) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut urls = Vec::new();
+        if mode != "collab" {
+            urls.push(format!("http://127.0.0.1:{}/status", self.ports.admin));
+        }
+        if mode != "gateway" {
+            urls.push(format!("http://127.0.0.1:{}/api/v1/healthz", self.ports.backend));
+        }
+        for url in urls {
+            loop {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("aistack exited during start-up ({status}):\n{}", self.output());
+                }
+                if let Ok(r) = client.get(&url).timeout(Duration::from_secs(2)).send().await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "aistack not ready at {url} after 60 s:\n{}", self.output());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        if mode != "collab" {
+            // The proxy listener comes up with Pingora, after the admin API.
+            wait_for_port(self.ports.proxy, deadline).await;
+        }
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.proxy)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.admin)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`, …).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status();
+        assert!(ok.map(|s| s.success()).unwrap_or(false), "kill -{name} failed");
+    }
+
+    /// SIGTERM and wait for the exit (graceful stop).
+    pub async fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("aistack did not stop within 30 s after SIGTERM:\n{}", self.output());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Aistack {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until something accepts connections on `port`.
+pub async fn wait_for_port(port: u16, deadline: Instant) {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs `aistack ARGS…` to completion; returns (exit status, stdout, stderr).
+pub fn run_cli(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
+    let out = Command::new(aistack_bin()).args(args).current_dir(cwd).output().expect("run aistack");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
