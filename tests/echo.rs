@@ -18,7 +18,9 @@ pub struct EchoUpstream {
 
 impl EchoUpstream {
     pub async fn start() -> EchoUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind echo upstream");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&hits);
@@ -70,7 +72,10 @@ async fn serve(stream: tokio::net::TcpStream, hits: Arc<AtomicUsize>) -> std::io
                 break;
             }
             if let Some((k, v)) = line.split_once(':') {
-                headers.entry(k.trim().to_ascii_lowercase()).or_default().push(v.trim().to_owned());
+                headers
+                    .entry(k.trim().to_ascii_lowercase())
+                    .or_default()
+                    .push(v.trim().to_owned());
             }
         }
         let len: usize = headers

@@ -43,7 +43,11 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Self {
-        Self { proxy: free_port(), admin: free_port(), backend: free_port() }
+        Self {
+            proxy: free_port(),
+            admin: free_port(),
+            backend: free_port(),
+        }
     }
 }
 
@@ -84,7 +88,19 @@ impl Aistack {
             .spawn()
             .expect("spawn aistack");
         let output = Arc::new(Mutex::new(String::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let out = Arc::clone(&output);
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -94,7 +110,13 @@ impl Aistack {
                 }
             });
         }
-        let mut gw = Aistack { child: Some(child), ports, data_dir, config_path, output };
+        let mut gw = Aistack {
+            child: Some(child),
+            ports,
+            data_dir,
+            config_path,
+            output,
+        };
         gw.wait_ready(mode).await;
         gw
     }
@@ -107,19 +129,37 @@ impl Aistack {
             urls.push(format!("http://127.0.0.1:{}/status", self.ports.admin));
         }
         if mode != "gateway" {
-            urls.push(format!("http://127.0.0.1:{}/api/v1/healthz", self.ports.backend));
+            urls.push(format!(
+                "http://127.0.0.1:{}/api/v1/healthz",
+                self.ports.backend
+            ));
         }
         for url in urls {
             loop {
-                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    panic!("aistack exited during start-up ({status}):\n{}", self.output());
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!(
+                        "aistack exited during start-up ({status}):\n{}",
+                        self.output()
+                    );
                 }
-                if let Ok(r) = client.get(&url).timeout(Duration::from_secs(2)).send().await
+                if let Ok(r) = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
                     && r.status().is_success()
                 {
                     break;
                 }
-                assert!(Instant::now() < deadline, "aistack not ready at {url} after 60 s:\n{}", self.output());
+                assert!(
+                    Instant::now() < deadline,
+                    "aistack not ready at {url} after 60 s:\n{}",
+                    self.output()
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -131,7 +171,10 @@ impl Aistack {
 
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
-        self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -148,8 +191,14 @@ impl Aistack {
 
     /// Sends a signal by name (`TERM`, `HUP`, …).
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status();
-        assert!(ok.map(|s| s.success()).unwrap_or(false), "kill -{name} failed");
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(
+            ok.map(|s| s.success()).unwrap_or(false),
+            "kill -{name} failed"
+        );
     }
 
     /// SIGTERM and wait for the exit (graceful stop).
@@ -163,7 +212,10 @@ impl Aistack {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("aistack did not stop within 30 s after SIGTERM:\n{}", self.output());
+                panic!(
+                    "aistack did not stop within 30 s after SIGTERM:\n{}",
+                    self.output()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -190,7 +242,11 @@ pub async fn wait_for_port(port: u16, deadline: Instant) {
 
 /// Runs `aistack ARGS…` to completion; returns (exit status, stdout, stderr).
 pub fn run_cli(args: &[&str], cwd: &Path) -> (ExitStatus, String, String) {
-    let out = Command::new(aistack_bin()).args(args).current_dir(cwd).output().expect("run aistack");
+    let out = Command::new(aistack_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run aistack");
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),

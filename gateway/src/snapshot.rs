@@ -79,7 +79,7 @@ impl Snapshot {
                     line: p.line,
                     column: p.column,
                     key: format!("{}.name", p.key),
-                    message,
+                    message: crate::config::error::one_line(&message),
                 };
                 let module = match modules.get(&p.name) {
                     Some(m) => Arc::clone(m),

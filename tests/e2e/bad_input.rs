@@ -23,11 +23,18 @@ fn validate_accepts_the_shipped_config() {
 fn typo_names_file_line_column_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("typo.yaml");
-    std::fs::write(&path, "upstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  - name: r\n    upstrem: b\n").expect("write");
+    std::fs::write(
+        &path,
+        "upstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  - name: r\n    upstrem: b\n",
+    )
+    .expect("write");
     let (status, _, stderr) = run_cli(&["validate", path.to_str().expect("utf8")], dir.path());
     assert!(!status.success());
     assert_one_clear_line(&stderr);
-    assert!(stderr.contains("typo.yaml:6:5: `routes[0].upstrem`: unknown field `upstrem`"), "{stderr}");
+    assert!(
+        stderr.contains("typo.yaml:6:5: `routes[0].upstrem`: unknown field `upstrem`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -38,7 +45,10 @@ fn missing_wasm_file_is_one_line() {
     let (status, _, stderr) = run_cli(&["validate", path.to_str().expect("utf8")], dir.path());
     assert!(!status.success());
     assert_one_clear_line(&stderr);
-    assert!(stderr.contains(":3:11: `plugins.mine.path`: no such file"), "{stderr}");
+    assert!(
+        stderr.contains(":3:11: `plugins.mine.path`: no such file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -56,7 +66,10 @@ fn wasm_that_is_not_proxy_wasm_is_refused() {
         let (status, _, stderr) = run_cli(&["validate", path.to_str().expect("utf8")], dir.path());
         assert!(!status.success(), "{file}");
         assert_one_clear_line(&stderr);
-        assert!(stderr.contains(":11:15: `routes[0].plugins[0].name`:"), "{stderr}");
+        assert!(
+            stderr.contains(":11:15: `routes[0].plugins[0].name`:"),
+            "{stderr}"
+        );
         if file == "empty.wasm" {
             assert!(stderr.contains("not a Proxy-Wasm module"), "{stderr}");
         }
@@ -68,7 +81,10 @@ async fn port_in_use_is_one_line_and_exit_1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let busy_port = busy.local_addr().expect("addr").port();
-    let ports = Ports { proxy: busy_port, ..Ports::free() };
+    let ports = Ports {
+        proxy: busy_port,
+        ..Ports::free()
+    };
     let cfg = render(
         "listeners:\n  - address: 127.0.0.1:{proxy}\nadmin:\n  address: 127.0.0.1:{admin}\nbackend:\n  address: 127.0.0.1:{backend}\n",
         ports,
@@ -77,14 +93,31 @@ async fn port_in_use_is_one_line_and_exit_1() {
     std::fs::write(&path, cfg).expect("write");
     let data = dir.path().join("data");
     let (status, _, stderr) = run_cli(
-        &["up", "--config", path.to_str().expect("utf8"), "--data-dir", data.to_str().expect("utf8")],
+        &[
+            "up",
+            "--config",
+            path.to_str().expect("utf8"),
+            "--data-dir",
+            data.to_str().expect("utf8"),
+        ],
         dir.path(),
     );
     assert_eq!(status.code(), Some(1));
     assert_one_clear_line(&stderr);
-    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{busy_port} (listeners[0])")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{busy_port} (listeners[0])"
+        )),
+        "{stderr}"
+    );
     drop(busy);
     // Same config, port free again: it starts.
-    let gw = Aistack::start("up", &std::fs::read_to_string(&path).expect("read"), ports, dir.path()).await;
+    let gw = Aistack::start(
+        "up",
+        &std::fs::read_to_string(&path).expect("read"),
+        ports,
+        dir.path(),
+    )
+    .await;
     drop(gw);
 }

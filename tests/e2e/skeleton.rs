@@ -62,9 +62,15 @@ async fn proxies_to_backend_with_request_id_added_and_kept() {
     let gw = start_up(&echo, dir.path()).await;
     let client = reqwest::Client::new();
 
-    let r = client.get(gw.url("/api/v1/healthz")).send().await.expect("request");
+    let r = client
+        .get(gw.url("/api/v1/healthz"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 200);
-    let id = header(&r, "x-request-id").expect("x-request-id added").to_owned();
+    let id = header(&r, "x-request-id")
+        .expect("x-request-id added")
+        .to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["status"], "ok");
@@ -79,8 +85,14 @@ async fn proxies_to_backend_with_request_id_added_and_kept() {
     assert_eq!(header(&r, "x-request-id"), Some("client-id-42"));
 
     // The upstream sees the id too (set by the filter), and the path with the prefix stripped.
-    let r = client.get(gw.url("/echo/hello?x=1")).send().await.expect("request");
-    let id = header(&r, "x-request-id").expect("id on response").to_owned();
+    let r = client
+        .get(gw.url("/echo/hello?x=1"))
+        .send()
+        .await
+        .expect("request");
+    let id = header(&r, "x-request-id")
+        .expect("id on response")
+        .to_owned();
     let seen: Value = r.json().await.expect("json");
     assert_eq!(seen["path"], "/hello?x=1");
     assert_eq!(seen["headers"]["x-request-id"][0], id.as_str());
@@ -93,7 +105,11 @@ async fn without_the_filter_no_request_id_header_is_added() {
     let gw = start_up(&echo, dir.path()).await;
     let r = reqwest::get(gw.url("/bare/x")).await.expect("request");
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "x-request-id"), None, "only the request-id filter sets it");
+    assert_eq!(
+        header(&r, "x-request-id"),
+        None,
+        "only the request-id filter sets it"
+    );
     let seen: Value = r.json().await.expect("json");
     assert!(seen["headers"].get("x-request-id").is_none());
 }
@@ -124,7 +140,11 @@ async fn unknown_route_is_a_json_404_and_dead_upstream_a_json_502() {
     let gw = start_up(&echo, dir.path()).await;
     let client = reqwest::Client::new();
 
-    let r = client.get(gw.url("/nowhere")).send().await.expect("request");
+    let r = client
+        .get(gw.url("/nowhere"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 404);
     let id = header(&r, "x-request-id").expect("id on 404").to_owned();
     let body: Value = r.json().await.expect("json 404");
@@ -143,7 +163,11 @@ async fn unknown_route_is_a_json_404_and_dead_upstream_a_json_502() {
         assert!(body["error"]["request_id"].is_string());
     }
     // The gateway keeps serving.
-    let r = client.get(gw.url("/api/v1/healthz")).send().await.expect("request");
+    let r = client
+        .get(gw.url("/api/v1/healthz"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 200);
 }
 
@@ -154,20 +178,54 @@ async fn metrics_count_requests_by_route_name() {
     let gw = start_up(&echo, dir.path()).await;
     let client = reqwest::Client::new();
     for _ in 0..5 {
-        let r = client.get(gw.url("/bare/some/raw/path")).send().await.expect("request");
+        let r = client
+            .get(gw.url("/bare/some/raw/path"))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), 200);
     }
-    let r = client.get(gw.url("/nowhere")).send().await.expect("request");
+    let r = client
+        .get(gw.url("/nowhere"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 404);
-    let text = client.get(gw.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    // Metrics are recorded in the log phase, just after the response is sent:
+    // poll until the last request is counted.
+    let want = r#"aistack_http_requests_total{method="GET",route="echo-bare",status="200"} 5"#;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = client
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.contains(want) && text.contains(r#"route="none",status="404"} 1"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(text.contains(want), "{text}");
     assert!(
-        text.contains(r#"aistack_http_requests_total{method="GET",route="echo-bare",status="200"} 5"#),
+        text.contains(r#"aistack_http_requests_total{method="GET",route="none",status="404"} 1"#),
         "{text}"
     );
-    assert!(text.contains(r#"aistack_http_requests_total{method="GET",route="none",status="404"} 1"#), "{text}");
-    assert!(text.contains(r#"aistack_http_request_duration_seconds_count{route="echo-bare"} 5"#), "{text}");
-    assert!(text.contains("aistack_http_request_duration_seconds_bucket{route=\"echo-bare\",le="), "{text}");
-    assert!(!text.contains("/bare/some/raw/path"), "raw paths never become labels");
+    assert!(
+        text.contains(r#"aistack_http_request_duration_seconds_count{route="echo-bare"} 5"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("aistack_http_request_duration_seconds_bucket{route=\"echo-bare\",le="),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/bare/some/raw/path"),
+        "raw paths never become labels"
+    );
 }
 
 #[tokio::test]
@@ -189,7 +247,11 @@ async fn organization_survives_a_restart() {
     assert!(status.success(), "clean stop: {status}");
 
     let gw = start_up(&echo, dir.path()).await;
-    let r = client.get(gw.url(&format!("/api/v1/organizations/{id}"))).send().await.expect("get");
+    let r = client
+        .get(gw.url(&format!("/api/v1/organizations/{id}")))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 200);
     let got: Value = r.json().await.expect("json");
     assert_eq!(got["name"], "Acme Corp");

@@ -32,6 +32,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Folds a multi-line message (some library errors pretty-print) into one line.
+pub fn one_line(message: &str) -> String {
+    if !message.contains('\n') {
+        return message.to_owned();
+    }
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Every problem found in one config file; never empty.
 #[derive(Debug, Clone)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
@@ -82,7 +90,7 @@ impl Diagnostics {
             line: loc.line(),
             column: loc.column(),
             key: key.into(),
-            message: message.into(),
+            message: one_line(&message.into()),
         });
     }
 

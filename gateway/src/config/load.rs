@@ -54,6 +54,10 @@ fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigErrors> {
     let parsed = serde_saphyr::with_deserializer_from_str(text, |d| {
         serde_path_to_error::deserialize(d).map_err(|e| {
             key = e.path().to_string();
+            // `Spanned<T>` adds a `.value` segment of its own.
+            if let Some(k) = key.strip_suffix(".value") {
+                key.truncate(k.len());
+            }
             e.into_inner()
         })
     });

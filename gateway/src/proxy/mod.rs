@@ -207,12 +207,19 @@ impl ProxyHttp for Gateway {
             };
         };
         ctx.local_reply = Some(reply.code);
+        // Pingora drops the client connection after a failure past peer
+        // selection whatever we return: say so (`Connection: close`) rather
+        // than let the client reuse a connection that is about to close.
+        let reusable = ctx.upstream_addr.is_none() && session.is_body_done();
+        if !reusable {
+            session.set_keepalive(None);
+        }
         let written = respond::send_error(session, &reply, &ctx.info.request_id)
             .await
             .is_ok();
         FailToProxy {
             error_code: reply.status,
-            can_reuse_downstream: written && session.is_body_done(),
+            can_reuse_downstream: written && reusable,
         }
     }
 

@@ -41,7 +41,8 @@
 //! # Layout
 //!
 //! `runtime` (engine, linker, pool, epoch ticker) · `plugin` (modules, filter
-//! instances) · `vm` (one instance and its calls) · `registry` (the per-thread VM map) ·
+//! instances) · `vm` (one instance and its calls) · `outcome` (actions to
+//! decisions, errors to faults) · `registry` (the per-thread VM map) ·
 //! `filters` (the per-request chain) · `host` (the Store's data) · `abi` (the host
 //! functions) · `builtin` (the embedded filters of `plugins/`).
 
@@ -50,6 +51,7 @@ mod builtin;
 mod error;
 mod filters;
 mod host;
+mod outcome;
 mod plugin;
 mod registry;
 mod runtime;
@@ -62,7 +64,7 @@ mod tests;
 pub use builtin::{builtin_module_bytes, builtin_names};
 pub use error::{FaultKind, PluginFault, WasmError};
 pub use filters::HttpFilters;
+pub use outcome::CLOSE_STREAM_DETAILS;
 pub use plugin::{FilterInstance, PluginModule};
 pub use runtime::{RuntimeOptions, WasmRuntime};
 pub use types::{Decision, LocalResponse, RequestInfo};
-pub use vm::CLOSE_STREAM_DETAILS;

@@ -55,7 +55,7 @@ impl Default for RequestInfo {
 
 /// What the proxy does after a filter-chain phase. The Proxy-Wasm `Action` and the
 /// deferred host calls of the guest call are mapped onto it in one place
-/// (`vm::decide`).
+/// (`outcome::decide`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Go on with the next filter, then the next phase.

@@ -12,18 +12,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pingora::http::{RequestHeader, ResponseHeader};
-use wasmtime::{Instance, Store, Trap, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
-use super::abi::AbiViolation;
 use super::abi::wasi::ProcExit;
 use super::error::{FaultKind, PluginFault};
-use super::host::{Deferred, HostState, Phase, RequestState};
+use super::host::{HostState, Phase, RequestState};
+use super::outcome::{Stream, classify, decide};
 use super::plugin::FilterInstance;
-use super::types::{Decision, LocalResponse, RequestInfo};
-
-/// `LocalResponse::details` when a filter closed the stream (`proxy_close_stream`): the
-/// proxy should drop the connection rather than send the placeholder response.
-pub const CLOSE_STREAM_DETAILS: &str = "wasm_close_stream";
+use super::types::{Decision, RequestInfo};
 
 /// The request's data lent to a VM for one guest call.
 pub(crate) struct Io<'a> {
@@ -449,130 +445,4 @@ fn request_header_count(req: &RequestHeader) -> u32 {
 
 fn len32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Request,
-    Response,
-}
-
-/// The one place where a callback's `Action` and the host calls it deferred become a
-/// [`Decision`]: a local response wins, then a closed stream, then the `Action` (0
-/// continue, anything else pause), where a pause the callback already resumed itself
-/// (`proxy_continue_stream`) is a continue.
-fn decide(action: Option<u32>, deferred: Deferred, stream: Stream) -> Decision {
-    if let Some(response) = deferred.local_response {
-        return Decision::Respond(response);
-    }
-    if deferred.close_request || deferred.close_response {
-        return Decision::Respond(LocalResponse {
-            status: 500,
-            headers: vec![("connection".to_owned(), "close".to_owned())],
-            body: bytes::Bytes::new(),
-            details: CLOSE_STREAM_DETAILS.to_owned(),
-        });
-    }
-    let resumed = match stream {
-        Stream::Request => deferred.continue_request,
-        Stream::Response => deferred.continue_response,
-    };
-    match action {
-        None | Some(0) => Decision::Continue,
-        Some(_) if resumed => Decision::Continue,
-        Some(_) => Decision::Pause,
-    }
-}
-
-/// Turns a failed guest call into a fault kind and a message.
-fn classify(error: &wasmtime::Error, host: &HostState, deadline: Duration) -> (FaultKind, String) {
-    if let Some(violation) = error.downcast_ref::<AbiViolation>() {
-        return (FaultKind::Abi, violation.to_string());
-    }
-    if let Some(exit) = error.downcast_ref::<ProcExit>() {
-        return (FaultKind::Trap, exit.to_string());
-    }
-    let trap = error.downcast_ref::<Trap>().copied();
-    if trap == Some(Trap::Interrupt) {
-        let message = format!("exceeded the {} ms call deadline", deadline.as_millis());
-        return (FaultKind::Deadline, message);
-    }
-    if host.limits.exceeded {
-        let limit = host.limits.max_bytes / (1024 * 1024);
-        return (
-            FaultKind::OutOfMemory,
-            format!("exceeded its memory limit of {limit} MiB"),
-        );
-    }
-    if let Some(function) = host.call.unimplemented {
-        let message = format!("called {function}, which this gateway does not implement yet");
-        return (FaultKind::Abi, message);
-    }
-    let mut message = match trap {
-        Some(trap) => format!("wasm trap: {trap}"),
-        None => format!("{error:#}"),
-    };
-    if let Some(note) = &host.call.host_note {
-        message.push_str(&format!("; the host had refused a call: {note}"));
-    }
-    if let Some(logged) = &host.call.last_error_log {
-        message.push_str(&format!("; the plugin logged: {logged}"));
-    }
-    (FaultKind::Trap, message)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn local(status: u16) -> LocalResponse {
-        LocalResponse {
-            status,
-            headers: Vec::new(),
-            body: bytes::Bytes::new(),
-            details: String::new(),
-        }
-    }
-
-    #[test]
-    fn actions_map_to_decisions_in_one_place() {
-        let none = Deferred::default;
-        assert_eq!(decide(None, none(), Stream::Request), Decision::Continue);
-        assert_eq!(decide(Some(0), none(), Stream::Request), Decision::Continue);
-        assert_eq!(decide(Some(1), none(), Stream::Request), Decision::Pause);
-        assert_eq!(decide(Some(7), none(), Stream::Response), Decision::Pause);
-        let resumed = Deferred {
-            continue_request: true,
-            ..Deferred::default()
-        };
-        assert_eq!(
-            decide(Some(1), resumed, Stream::Request),
-            Decision::Continue
-        );
-        let resumed_other = Deferred {
-            continue_response: true,
-            ..Deferred::default()
-        };
-        assert_eq!(
-            decide(Some(1), resumed_other, Stream::Request),
-            Decision::Pause
-        );
-        let answered = Deferred {
-            local_response: Some(local(403)),
-            close_request: true,
-            ..Deferred::default()
-        };
-        assert_eq!(
-            decide(Some(0), answered, Stream::Request),
-            Decision::Respond(local(403))
-        );
-        let closed = Deferred {
-            close_response: true,
-            ..Deferred::default()
-        };
-        match decide(Some(0), closed, Stream::Response) {
-            Decision::Respond(response) => assert_eq!(response.details, CLOSE_STREAM_DETAILS),
-            other => panic!("expected a response, got {other:?}"),
-        }
-    }
 }
