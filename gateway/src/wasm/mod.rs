@@ -16,7 +16,8 @@
 //!  load_module ── compile, validate,      instantiate (pooling allocator)
 //!                 instantiate_pre         → _initialize
 //!  filter ─────── starts one VM here ───→ → proxy_on_context_create(root, 0)
-//!                 (bad config = Err)      → proxy_on_vm_start → proxy_on_configure
+//!                 (bad config = Err;      → proxy_on_vm_start → proxy_on_configure
+//!                  the first thread to run the filter adopts this VM)
 //!
 //!  per request (HttpFilters, on the request's thread)
 //!  on_request_headers ─→ [first call] proxy_on_context_create(ctx, root)

@@ -86,7 +86,7 @@ pub(crate) fn classify(
         return (FaultKind::Abi, message);
     }
     let mut message = match trap {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{error:#}"),
     };
     if let Some(note) = &host.call.host_note {

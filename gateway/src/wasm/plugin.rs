@@ -3,14 +3,15 @@
 //! filter chain).
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use wasmtime::{ExternType, FuncType, InstancePre, Module, ValType};
 
 use super::error::WasmError;
 use super::host::{HostState, PluginIdentity};
 use super::runtime::RuntimeInner;
+use super::vm::Vm;
 
 /// The callbacks the host calls, with their wasm32 signatures (`i` = i32, params then
 /// results). A module exporting one of these names with another signature is refused at
@@ -69,7 +70,7 @@ impl PluginModule {
         let plugin: Arc<str> = Arc::from(name);
         let module = Module::new(&runtime.engine, wasm).map_err(|e| WasmError::InvalidModule {
             plugin: Arc::clone(&plugin),
-            message: format!("{e:#}"),
+            message: one_line(&format!("{e:#}")),
         })?;
         let abi_version = abi_version(&module, &plugin)?;
         check_exports(&module).map_err(|message| WasmError::Incompatible {
@@ -90,6 +91,11 @@ impl PluginModule {
             abi_version,
         }))
     }
+}
+
+/// wasmparser's messages may span lines; errors here are one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The ABI marker export decides: 0.2.1 and 0.2.0 share every signature we call.
@@ -160,10 +166,10 @@ pub(crate) struct FilterStats {
 }
 
 /// A configured filter: a module, its plugin configuration and root id. Built by
-/// [`WasmRuntime::filter`](super::WasmRuntime::filter), which has already started it once
-/// (so its configuration is known good); each worker thread lazily starts its own VM of
-/// it. Dropping the last `Arc` retires its VMs (each thread frees its VM the next time it
-/// runs a filter).
+/// [`WasmRuntime::filter`](super::WasmRuntime::filter), which has already started one VM
+/// of it (so its configuration is known good): the first thread that runs the filter
+/// adopts that VM, the others start their own. Dropping the last `Arc` retires its VMs
+/// (each thread frees its VM the next time it starts a VM, or within 1024 calls).
 #[derive(Debug)]
 pub struct FilterInstance {
     /// Unique per process: keys the per-thread VM map.
@@ -171,6 +177,8 @@ pub struct FilterInstance {
     pub(crate) module: Arc<PluginModule>,
     pub(crate) identity: Arc<PluginIdentity>,
     pub(crate) stats: FilterStats,
+    /// The VM started by `WasmRuntime::filter`, until a thread adopts it.
+    pub(crate) spare: Mutex<Option<Vm>>,
 }
 
 impl FilterInstance {
@@ -186,6 +194,7 @@ impl FilterInstance {
                 vm_configuration: Arc::from(Vec::new()),
             }),
             stats: FilterStats::default(),
+            spare: Mutex::new(None),
         }
     }
 

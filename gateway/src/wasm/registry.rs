@@ -2,6 +2,9 @@
 //! contexts inside it (Envoy's model). Pingora runs with `work_stealing: false`, so a
 //! request stays on its thread and always finds its contexts here.
 //!
+//! A thread's first VM of a filter is the one `WasmRuntime::filter` started (the
+//! filter's spare) if no other thread took it yet; otherwise it starts one.
+//!
 //! Entries are keyed by the filter's unique id and hold it weakly: when a filter is
 //! replaced (config reload) and its last `Arc` dropped, the thread frees the VM the next
 //! time it starts a VM or every [`SWEEP_EVERY`] calls. A VM that faulted is dropped
@@ -42,11 +45,16 @@ impl Registry {
         });
     }
 
+    /// Adopts the filter's spare VM, or starts one.
     fn start(&mut self, filter: &Arc<FilterInstance>) -> Result<(), StartError> {
         self.sweep();
-        let vm = Vm::start(filter).inspect_err(|_| {
-            filter.stats.faults.fetch_add(1, Ordering::Relaxed);
-        })?;
+        let spare = filter.spare.lock().ok().and_then(|mut spare| spare.take());
+        let vm = match spare {
+            Some(vm) => vm,
+            None => Vm::start(filter).inspect_err(|_| {
+                filter.stats.faults.fetch_add(1, Ordering::Relaxed);
+            })?,
+        };
         let slot = Slot {
             owner: Arc::downgrade(filter),
             vm,
@@ -64,22 +72,14 @@ fn unavailable(filter: &FilterInstance, why: &str) -> PluginFault {
     PluginFault::new(&filter.identity.name, FaultKind::Abi, why)
 }
 
-/// Starts a VM of `filter` on this thread now (kept for later requests on this thread).
-pub(crate) fn start_here(filter: &Arc<FilterInstance>) -> Result<(), StartError> {
-    let started = VMS.try_with(|cell| {
-        let mut registry = cell.try_borrow_mut().ok()?;
-        Some(registry.start(filter))
-    });
-    match started {
-        Ok(Some(result)) => result,
-        _ => Err(StartError {
-            configuring: false,
-            fault: unavailable(
-                filter,
-                "no VM can start on this thread (it is shutting down or inside a guest call)",
-            ),
-        }),
+/// Starts a VM of `filter` now, as its spare: the first thread that runs the filter
+/// adopts it. Nothing stays behind on the calling thread (a config-loading thread).
+pub(crate) fn start_spare(filter: &Arc<FilterInstance>) -> Result<(), StartError> {
+    let vm = Vm::start(filter)?;
+    if let Ok(mut spare) = filter.spare.lock() {
+        *spare = Some(vm);
     }
+    Ok(())
 }
 
 /// Runs `f` with this thread's VM of `filter`, starting it first if needed. A VM that

@@ -147,8 +147,8 @@ impl WasmRuntime {
     /// A configured filter: `module` with its plugin configuration (`config`, the JSON
     /// text from the YAML) and `root_id`. Starts one VM right here, on the calling thread,
     /// through `proxy_on_vm_start` and `proxy_on_configure`, so that a bad configuration
-    /// is refused now rather than at the first request; that VM stays on this thread for
-    /// its later requests.
+    /// is refused now rather than at the first request. That VM is kept with the filter
+    /// and adopted by the first thread that runs it (nothing stays on this thread).
     ///
     /// # Errors
     /// [`WasmError::Configure`] when `proxy_on_configure` returns false or traps (the
@@ -167,7 +167,7 @@ impl WasmRuntime {
             )));
         }
         let filter = Arc::new(FilterInstance::new(module, config, root_id));
-        registry::start_here(&filter).map_err(|e| {
+        registry::start_spare(&filter).map_err(|e| {
             let plugin = Arc::clone(&module.name);
             let message = e.fault.message;
             if e.configuring {

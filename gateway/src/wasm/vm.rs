@@ -1,5 +1,5 @@
 //! One VM: a Store, an instance of a filter's module, its root context and its HTTP
-//! contexts. Lives on one thread (see `registry`); every guest call runs under the
+//! contexts. Used by one thread at a time (see `registry`); every guest call runs under the
 //! per-call epoch deadline, and a trap, deadline or out-of-memory marks the VM failed so
 //! that it is replaced.
 //!
@@ -29,8 +29,8 @@ pub(crate) struct Io<'a> {
     pub(crate) state: &'a mut RequestState,
 }
 
-/// The part of a VM other threads may touch: its identity and the contexts dropped on
-/// another thread, which the owning thread finishes on its next call.
+/// The part of a VM other threads may touch: contexts whose request was dropped on
+/// another thread, which the VM's own thread finishes on its next call.
 #[derive(Debug, Default)]
 pub(crate) struct VmShared {
     orphans: Mutex<Vec<u32>>,
@@ -93,7 +93,7 @@ pub(crate) struct StartError {
     pub(crate) fault: PluginFault,
 }
 
-/// A running VM of one filter on one thread.
+/// A running VM of one filter, used by one thread at a time.
 pub(crate) struct Vm {
     store: Store<HostState>,
     exports: Exports,
@@ -101,6 +101,14 @@ pub(crate) struct Vm {
     deadline: Duration,
     call_ticks: u64,
     failed: bool,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Context ids are unique per process; 0 means "no parent" and is never handed out.

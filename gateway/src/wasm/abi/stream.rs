@@ -2,7 +2,7 @@
 //! `proxy_close_stream`, `proxy_set_effective_context`, `proxy_done`, `proxy_get_status`.
 //!
 //! As in Envoy, nothing happens inside the guest call: the request is recorded in the
-//! call's `Deferred` actions and applied once the callback returns (see `vm::decide`).
+//! call's `Deferred` actions and applied once the callback returns (see `outcome::decide`).
 
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};

@@ -59,6 +59,17 @@ fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 #[test]
+fn handles_fit_pingora_contexts() {
+    // Pingora's per-request context must be Send + Sync.
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<HttpFilters>();
+    send_sync::<RequestInfo>();
+    send_sync::<WasmRuntime>();
+    send_sync::<Arc<FilterInstance>>();
+    send_sync::<Arc<PluginModule>>();
+}
+
+#[test]
 fn request_id_is_built_in() {
     assert!(builtin_names().any(|name| name == "request-id"));
     assert!(builtin_module_bytes("no-such-plugin").is_none());
@@ -244,16 +255,67 @@ fn an_empty_chain_does_nothing() {
 }
 
 #[test]
-fn vms_of_dropped_filters_are_freed() {
+fn vms_follow_threads_and_are_freed_with_their_filter() {
     std::thread::spawn(|| {
         let filter = runtime()
             .filter(request_id_module(), Vec::new(), "")
             .expect("accepted");
-        assert_eq!(registry::vms_on_this_thread(), 1);
+        assert_eq!(
+            registry::vms_on_this_thread(),
+            0,
+            "the loading thread keeps nothing"
+        );
+        let mut filters = HttpFilters::new(&[Arc::clone(&filter)]);
+        filters
+            .on_request_headers(&mut request("/"), &info("a"), true)
+            .expect("no fault");
+        drop(filters);
+        assert_eq!(
+            registry::vms_on_this_thread(),
+            1,
+            "this thread adopted the spare VM"
+        );
+        assert_eq!(filter.vm_starts(), 1);
+        let elsewhere = Arc::clone(&filter);
+        std::thread::spawn(move || {
+            let mut filters = HttpFilters::new(&[elsewhere]);
+            filters
+                .on_request_headers(&mut request("/"), &info("b"), true)
+                .expect("no fault");
+        })
+        .join()
+        .expect("the other thread ran");
+        assert_eq!(filter.vm_starts(), 2, "another thread starts its own VM");
         drop(filter);
         registry::sweep_this_thread();
         assert_eq!(registry::vms_on_this_thread(), 0);
     })
     .join()
     .expect("the thread ran");
+}
+
+#[test]
+fn a_request_dropped_on_another_thread_is_finished_by_its_vm() {
+    let filter = runtime()
+        .filter(request_id_module(), Vec::new(), "")
+        .expect("accepted");
+    let mut filters = HttpFilters::new(&[Arc::clone(&filter)]);
+    filters
+        .on_request_headers(&mut request("/"), &info("moved"), true)
+        .expect("no fault");
+    assert_eq!(registry::live_contexts(&filter), Some(1));
+    std::thread::spawn(move || drop(filters))
+        .join()
+        .expect("dropped elsewhere");
+    assert_eq!(registry::live_contexts(&filter), Some(1), "not reaped yet");
+    let mut next = HttpFilters::new(&[Arc::clone(&filter)]);
+    next.on_request_headers(&mut request("/"), &info("next"), true)
+        .expect("no fault");
+    drop(next);
+    assert_eq!(
+        registry::live_contexts(&filter),
+        Some(0),
+        "the orphan was finished here"
+    );
+    assert_eq!(filter.vm_starts(), 1);
 }
