@@ -100,6 +100,7 @@ pub async fn run(args: Args) -> Result<()> {
     args.validate()?;
     let tools = Tools::find(args.aistack_bin.clone())?;
     print_setup(&args, &tools).await;
+    check_quiet(&args).await?;
     let tmp = tempfile::Builder::new()
         .prefix("aistack-loadbench-")
         .tempdir()?;
@@ -307,6 +308,29 @@ fn warn_about(args: &Args, names: &[&str], samples: &[Sample], ceiling: f64) {
             );
         }
     }
+}
+
+/// Other work on the benchmark's cores (a build, say) distorts every figure: measure
+/// how busy they are for a second before starting, and say so.
+async fn check_quiet(args: &Args) -> Result<()> {
+    let (p0, c0) = (
+        cpu::core_times(args.proxy_cpu)?,
+        cpu::core_times(args.client_cpu)?,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (p1, c1) = (
+        cpu::core_times(args.proxy_cpu)?,
+        cpu::core_times(args.client_cpu)?,
+    );
+    let (proxy, client) = (cpu::busy_percent(p0, p1), cpu::busy_percent(c0, c1));
+    println!(
+        "before start: cpu {} {proxy:.0}% busy, cpu {} {client:.0}% busy",
+        args.proxy_cpu, args.client_cpu
+    );
+    if proxy > 15.0 || client > 15.0 {
+        println!("WARNING: the machine is not idle; other work will distort the figures");
+    }
+    Ok(())
 }
 
 fn count_lines(path: &Path) -> usize {

@@ -228,7 +228,7 @@ impl ProxyHttp for Gateway {
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
-            .unwrap_or_else(|| e.and_then(|e| classify(e)).map_or(0, |r| r.status));
+            .unwrap_or_else(|| e.and_then(classify).map_or(0, |r| r.status));
         let route = ctx.route_label().to_owned();
         let method = method_label(&session.req_header().method);
         let code = http::StatusCode::from_u16(status).ok();
