@@ -119,6 +119,8 @@ pub enum DbError {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// The directory of the SQLite file, if this is a file-backed SQLite database.
+    sqlite_dir: Option<PathBuf>,
 }
 
 impl Db {
@@ -143,15 +145,19 @@ impl Db {
     pub async fn connect(database_url: &str) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::from_url(database_url)?;
-        let url = match dialect {
+        let (url, sqlite_dir) = match dialect {
             Dialect::Sqlite => prepare_sqlite_url(database_url)?,
-            Dialect::Postgres => database_url.to_owned(),
+            Dialect::Postgres => (database_url.to_owned(), None),
         };
         let pool = pool_options(dialect)
             .connect(&url)
             .await
             .map_err(|source| DbError::Connect { dialect, source })?;
-        let db = Db { pool, dialect };
+        let db = Db {
+            pool,
+            dialect,
+            sqlite_dir,
+        };
         if dialect == Dialect::Sqlite {
             db.enable_wal().await?;
         }
@@ -168,6 +174,12 @@ impl Db {
     /// them all. Later queries through any clone fail (the API answers 503).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The directory holding the SQLite database file (`None` for PostgreSQL and
+    /// in-memory SQLite): the default home of uploaded files.
+    pub fn sqlite_dir(&self) -> Option<&Path> {
+        self.sqlite_dir.as_deref()
     }
 
     /// The pool, for this crate's stores.
@@ -248,18 +260,27 @@ async fn configure_sqlite(
 
 /// Validates a `sqlite:` URL, creates the file's parent directory and asks sqlx to create
 /// the file (`mode=rwc`) unless the URL chose a mode itself.
-fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
+/// Also returns the directory of the file (`None` in memory).
+fn prepare_sqlite_url(url: &str) -> Result<(String, Option<PathBuf>), DbError> {
     let options = SqliteConnectOptions::from_str(url).map_err(DbError::InvalidSqliteUrl)?;
     let query = url.split_once('?').map_or("", |(_, query)| query);
     let in_memory = url.contains(":memory:") || query_has(query, "mode", "memory");
-    if !in_memory {
+    let dir = if in_memory {
+        None
+    } else {
         create_parent_dir(options.get_filename())?;
-    }
+        let parent = options.get_filename().parent().map(Path::to_path_buf);
+        Some(
+            parent
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from(".")),
+        )
+    };
     if in_memory || query_has_key(query, "mode") {
-        return Ok(url.to_owned());
+        return Ok((url.to_owned(), dir));
     }
     let separator = if url.contains('?') { '&' } else { '?' };
-    Ok(format!("{url}{separator}mode=rwc"))
+    Ok((format!("{url}{separator}mode=rwc"), dir))
 }
 
 fn create_parent_dir(file: &Path) -> Result<(), DbError> {
@@ -320,10 +341,14 @@ mod tests {
         let dir = std::env::temp_dir();
         let file = dir.join("aistack-collab-url-test.db");
         let url = format!("sqlite://{}", file.display());
-        assert_eq!(prepare_sqlite_url(&url)?, format!("{url}?mode=rwc"));
+        assert_eq!(prepare_sqlite_url(&url)?.0, format!("{url}?mode=rwc"));
+        assert_eq!(prepare_sqlite_url(&url)?.1.as_deref(), Some(dir.as_path()));
         let read_only = format!("{url}?mode=ro");
-        assert_eq!(prepare_sqlite_url(&read_only)?, read_only);
-        assert_eq!(prepare_sqlite_url("sqlite::memory:")?, "sqlite::memory:");
+        assert_eq!(prepare_sqlite_url(&read_only)?.0, read_only);
+        assert_eq!(
+            prepare_sqlite_url("sqlite::memory:")?,
+            ("sqlite::memory:".to_owned(), None)
+        );
         Ok(())
     }
 

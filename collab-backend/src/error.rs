@@ -29,6 +29,13 @@ pub enum ApiError {
     /// 400 `validation_failed`: well-formed, but a field breaks a rule.
     #[error("validation failed: {0}")]
     Validation(#[from] ValidationError),
+    /// 401 `unauthenticated`: no valid token (or trusted gateway identity) came with the
+    /// request.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// 403 `forbidden`: the caller may see the resource but not do this to it.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// 404 `not_found`: no such resource (or route); the message names what.
     #[error("not found: {0}")]
     NotFound(String),
@@ -38,6 +45,9 @@ pub enum ApiError {
     /// 409 `conflict`: the write clashes with existing data.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 412 `precondition_failed`: `If-Match` named a revision that is no longer current.
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// 413 `payload_too_large`.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -50,6 +60,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 404 `not_found` naming the kind of resource, never the id asked for.
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
     /// A 400 with the given code and message.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::BadRequest {
@@ -62,7 +77,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -76,7 +94,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Validation(_) => "validation_failed",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::PreconditionFailed => "precondition_failed",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -90,7 +111,13 @@ impl ApiError {
         match self {
             ApiError::BadRequest { message, .. }
             | ApiError::NotFound(message)
+            | ApiError::Forbidden(message)
             | ApiError::Conflict(message) => message.clone(),
+            ApiError::Unauthenticated(message) => (*message).to_owned(),
+            ApiError::PreconditionFailed => {
+                "the resource changed since you read it (If-Match does not match its ETag)"
+                    .to_owned()
+            }
             ApiError::Validation(error) => error.to_string(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".to_owned(),
             ApiError::PayloadTooLarge => "request body too large".to_owned(),
@@ -113,6 +140,7 @@ impl ApiError {
     pub(crate) fn from_status(status: StatusCode) -> Self {
         match status {
             StatusCode::NOT_FOUND => ApiError::NotFound("no such resource".to_owned()),
+            StatusCode::UNAUTHORIZED => ApiError::Unauthenticated("authentication required"),
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable("service unavailable".into()),

@@ -2,11 +2,30 @@
 //! on axum and sqlx, over an embedded SQLite file (the default) or PostgreSQL, with the
 //! same code and SQL for both.
 //!
-//! Start with [`Db::connect`] (opens the pool, runs the migrations), then [`serve`] it,
-//! or build the [`router`] and drive it in memory as the tests do. Inside:
+//! Start with [`Db::connect`] (opens the pool, runs the migrations), then [`serve`] it
+//! (options from the environment) or [`serve_with`] explicit [`BackendOptions`], or build
+//! the [`router_with`] and drive it in memory as the tests do. The OpenAPI 3.1 document
+//! of every route is served at `/api/v1/openapi.json`.
 //!
-//! - `api`: routes and handlers, one module per resource; the error boundary
-//!   middleware that adds the request id to error bodies and logs failures once.
+//! **Identity** (see [`auth`]): sign-in checks an argon2id password hash and issues an
+//! opaque session token (32 random bytes, `aist_s_…`, 12 h); users also create personal
+//! API tokens (`aist_p_…`, optional expiry). Both are checked by this backend — only their
+//! SHA-256 is stored — rather than being JWTs for the gateway's jwt-auth filter: they can
+//! be revoked at once (sign-out, token deletion) and need no key distribution. When the
+//! backend sits behind the gateway ([`BackendOptions::trust_gateway_headers`]), the
+//! gateway's `X-Consumer-Id` (a user id) is trusted too; never otherwise.
+//!
+//! **Permissions** (see [`authz`]): roles (built-in owner ⊃ admin ⊃ member ⊃ guest, and
+//! custom roles extending them) granted on the organization, a department, a team or a
+//! workspace, inherited downwards, additive only; [`authz::authorize`] is the one check,
+//! [`authz::visible_workspace_ids`] the one list filter; what a caller cannot see is 404.
+//!
+//! Inside:
+//!
+//! - `api`: routes and handlers, one module per resource, each route registered with its
+//!   OpenAPI description; the error boundary middleware that adds the request id to error
+//!   bodies and logs failures once.
+//! - [`auth`], [`authz`]: who is calling, and what they may do.
 //! - [`error`]: [`ApiError`], the one error type handlers return, and how it renders
 //!   (`{"error":{"code","message","request_id"}}`).
 //! - [`domain`]: the model and its validation rules, free of HTTP and SQL.
@@ -18,9 +37,12 @@
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod auth;
+pub mod authz;
 pub mod db;
 pub mod domain;
 pub mod error;
+mod options;
 mod store;
 mod timestamp;
 
@@ -28,9 +50,10 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 
-pub use api::router;
+pub use api::{documented_routes, router, router_with};
 pub use db::{Db, DbError, Dialect};
 pub use error::ApiError;
+pub use options::BackendOptions;
 
 /// Serves the [`router`] for `db` on an already-bound `listener` until `shutdown`
 /// resolves, then stops accepting and waits for in-flight requests to finish.
@@ -44,7 +67,21 @@ pub async fn serve(
     db: Db,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(db))
+    let options = BackendOptions::from_env(&db);
+    serve_with(listener, db, options, shutdown).await
+}
+
+/// [`serve`] with explicit [`BackendOptions`] instead of the environment's.
+///
+/// # Errors
+/// An I/O error from the listener.
+pub async fn serve_with(
+    listener: TcpListener,
+    db: Db,
+    options: BackendOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router_with(db, options))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -4,17 +4,29 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::Method;
+use axum::routing::get;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
+use super::common::{Api, op};
 use crate::error::ApiError;
 
 /// A health check that takes longer than this reports the database unavailable, rather
 /// than hanging until the pool's acquire timeout.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Debug, Serialize)]
-pub(super) struct Health {
+pub(super) fn routes() -> Api {
+    Api::new().route(
+        "/healthz",
+        get(healthz),
+        vec![op(Method::GET, "Is the backend up and its database answering?").res(200, "Health")],
+    )
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
     status: &'static str,
     database: &'static str,
 }

@@ -1,13 +1,15 @@
 //! `/api/v1/organizations`: create, fetch and list organizations.
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
+use super::common::{Api, op};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::domain::organization::{NewOrganization, Organization};
 use crate::error::ApiError;
@@ -19,15 +21,31 @@ pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest accepted `limit`; larger values are rejected (400), not clamped.
 pub const MAX_LIMIT: u32 = 200;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/organizations", get(list).post(create))
-        .route("/organizations/{id}", get(fetch))
+pub(super) fn routes() -> Api {
+    Api::new()
+        .route(
+            "/organizations",
+            get(list).post(create),
+            vec![
+                op(Method::GET, "List organizations").page("Organization"),
+                op(
+                    Method::POST,
+                    "Create an organization (then register its first user)",
+                )
+                .req("CreateOrganization")
+                .res(201, "Organization"),
+            ],
+        )
+        .route(
+            "/organizations/{id}",
+            get(fetch),
+            vec![op(Method::GET, "Fetch an organization").res(200, "Organization")],
+        )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateOrganization {
+pub(crate) struct CreateOrganization {
     name: String,
     #[serde(default)]
     slug: Option<String>,
@@ -40,8 +58,9 @@ struct ListParams {
 }
 
 /// The wire form of an organization.
-#[derive(Debug, Serialize)]
-struct OrganizationBody {
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Organization)]
+pub(crate) struct OrganizationBody {
     id: Uuid,
     name: String,
     slug: String,

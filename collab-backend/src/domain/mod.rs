@@ -2,6 +2,7 @@
 //! organization is, how a slug is derived. Later resources (users, workspaces, tasks…)
 //! get a sibling module each.
 
+pub mod mention;
 pub mod organization;
 
 /// A rejected input value: which field, and a message fit for the client.

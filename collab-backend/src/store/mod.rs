@@ -2,8 +2,16 @@
 //! dialect-neutral SQL through the `Any` driver, and return domain types or a
 //! [`StoreError`] that says what the caller may tell a client.
 
+pub mod audit;
+pub mod grants;
 pub mod organizations;
+pub mod orgtree;
+pub mod roles;
+pub mod tokens;
+pub mod users;
 
+use sqlx::Row;
+use sqlx::any::AnyRow;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::PgDatabaseError;
 use sqlx::sqlite::SqliteError;
@@ -87,6 +95,33 @@ fn is_transient_sqlite_code(code: &str) -> bool {
 
 fn decode_id(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| StoreError::corrupt("id", e))
+}
+
+/// The UUID in text column `column`.
+pub(crate) fn uuid_at(row: &AnyRow, column: &str) -> Result<Uuid, StoreError> {
+    let text: String = row.try_get(column)?;
+    decode_id(&text)
+}
+
+/// The UUID in nullable text column `column`.
+pub(crate) fn opt_uuid_at(row: &AnyRow, column: &str) -> Result<Option<Uuid>, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    text.as_deref().map(decode_id).transpose()
+}
+
+/// Rows fetched per page when a list endpoint's `limit` is absent.
+pub(crate) const DEFAULT_PAGE: u32 = 50;
+
+/// Splits `limit + 1` fetched rows into a page and the cursor of its last row.
+pub(crate) fn paginate<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    let limit = limit as usize;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| id(last).to_string())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
 }
 
 #[cfg(test)]

@@ -23,10 +23,14 @@ macro_rules! on_both_dialects {
     )+};
 }
 
+mod auth;
+mod authz;
 mod database;
 mod errors;
 mod health;
 mod listing;
+mod openapi;
 mod organizations;
 mod serve;
 mod support;
+mod users;

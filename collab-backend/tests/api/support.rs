@@ -2,7 +2,7 @@
 //! database created for the test and dropped `WITH (FORCE)` when it ends, pass or fail),
 //! and helpers to drive the router in memory.
 
-use aistack_collab::{Db, router};
+use aistack_collab::{BackendOptions, Db, router_with};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -18,6 +18,8 @@ pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub struct TestApp {
     pub db: Db,
     pub url: String,
+    pub options: BackendOptions,
+    _files: tempfile::TempDir,
     // Declared last: dropped after `db`, so the database outlives the pool.
     pub storage: Storage,
 }
@@ -34,9 +36,12 @@ impl TestApp {
         let file = dir.path().join("nested/data/collab.db");
         let url = format!("sqlite://{}", file.display());
         let db = Db::connect(&url).await.expect("connect to SQLite");
+        let (options, _files) = test_options();
         Self {
             db,
             url,
+            options,
+            _files,
             storage: Storage::Sqlite(dir),
         }
     }
@@ -48,9 +53,12 @@ impl TestApp {
         let db = Db::connect(&url)
             .await
             .expect("connect to the test PostgreSQL database");
+        let (options, _files) = test_options();
         Self {
             db,
             url,
+            options,
+            _files,
             storage: Storage::Postgres(database),
         }
     }
@@ -62,7 +70,7 @@ impl TestApp {
     }
 
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = router(self.db.clone())
+        let response = router_with(self.db.clone(), self.options.clone())
             .oneshot(request)
             .await
             .expect("the router is infallible");
@@ -114,6 +122,11 @@ impl TestApp {
         assert_eq!(response.status, StatusCode::CREATED, "{:?}", response.body);
         response.body
     }
+}
+
+fn test_options() -> (BackendOptions, tempfile::TempDir) {
+    let files = tempfile::tempdir().expect("create storage dir");
+    (BackendOptions::new(files.path()), files)
 }
 
 pub fn request(method: Method, uri: &str) -> axum::http::request::Builder {
