@@ -48,6 +48,9 @@ pub enum ApiError {
     /// 412 `precondition_failed`: `If-Match` named a revision that is no longer current.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// 428 `precondition_required`: a write that needs `If-Match` came without it.
+    #[error("precondition required")]
+    PreconditionRequired,
     /// 413 `payload_too_large`.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ApiError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::PreconditionFailed => "precondition_failed",
+            ApiError::PreconditionRequired => "precondition_required",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -116,6 +121,10 @@ impl ApiError {
             ApiError::Unauthenticated(message) => (*message).to_owned(),
             ApiError::PreconditionFailed => {
                 "the resource changed since you read it (If-Match does not match its ETag)"
+                    .to_owned()
+            }
+            ApiError::PreconditionRequired => {
+                "send If-Match with the ETag you read (or * to overwrite whatever is current)"
                     .to_owned()
             }
             ApiError::Validation(error) => error.to_string(),

@@ -20,6 +20,18 @@
 //! workspace, inherited downwards, additive only; [`authz::authorize`] is the one check,
 //! [`authz::visible_workspace_ids`] the one list filter; what a caller cannot see is 404.
 //!
+//! **Tasks and comments** (`api::tasks`, `api::comments`): tasks carry a `revision`
+//! served as a strong `ETag`; `PATCH` needs `If-Match` (428 without it, 412 when stale,
+//! `*` to overwrite whatever is current), `DELETE` checks it when sent. Comment threads
+//! are one level deep; deletes are soft (tombstones keep threads); reactions are unique
+//! per user, emoji and comment by a database constraint.
+//!
+//! **Notifications** (see [`outbox`]): mentions (`@user`, `@team-slug`, and `@all` with
+//! `mention.all` for at most 50 readers), assignments, status changes and comments on a
+//! user's task write rows into the `events` outbox table in the same transaction as the
+//! change. Only people who can read the workspace are ever notified; [`outbox`]
+//! documents the table's columns and payloads for the notifications service.
+//!
 //! Inside:
 //!
 //! - `api`: routes and handlers, one module per resource, each route registered with its
@@ -29,6 +41,7 @@
 //! - [`error`]: [`ApiError`], the one error type handlers return, and how it renders
 //!   (`{"error":{"code","message","request_id"}}`).
 //! - [`domain`]: the model and its validation rules, free of HTTP and SQL.
+//! - `notify`: mention resolution and which events a write queues.
 //! - `store`: the SQL, one module per table family.
 //! - [`db`]: the pool, dialect, connection settings and migrations
 //!   (`migrations/sqlite`, `migrations/postgres`).
@@ -42,7 +55,9 @@ pub mod authz;
 pub mod db;
 pub mod domain;
 pub mod error;
+mod notify;
 mod options;
+pub mod outbox;
 mod store;
 mod timestamp;
 

@@ -2,7 +2,7 @@
 //! its OpenAPI description together, id parsing, pagination and ETags.
 
 use axum::Router;
-use axum::http::Method;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::routing::MethodRouter;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -19,6 +19,10 @@ pub(crate) struct Op {
     pub request: Option<&'static str>,
     /// Success status and the shape of its JSON body.
     pub response: (u16, Body),
+    /// Query parameters (all optional strings).
+    pub query: &'static [&'static str],
+    /// `Some(required)` when the operation reads `If-Match`.
+    pub if_match: Option<bool>,
 }
 
 /// The shape of a success body.
@@ -41,6 +45,8 @@ pub(crate) fn op(method: Method, summary: &'static str) -> Op {
         summary,
         request: None,
         response: (200, Body::Empty),
+        query: &[],
+        if_match: None,
     }
 }
 
@@ -62,6 +68,17 @@ impl Op {
 
     pub fn list(mut self, schema: &'static str) -> Self {
         self.response = (200, Body::List(schema));
+        self
+    }
+
+    pub fn query(mut self, names: &'static [&'static str]) -> Self {
+        self.query = names;
+        self
+    }
+
+    /// Documents `If-Match` (428 when `required` and missing, 412 when stale).
+    pub fn if_match(mut self, required: bool) -> Self {
+        self.if_match = Some(required);
         self
     }
 
@@ -152,6 +169,79 @@ impl<T> From<crate::store::Page<T>> for Paged<T> {
         Self {
             items: page.items,
             next_cursor: page.next_cursor,
+        }
+    }
+}
+
+/// The `ETag` header of a resource at `revision`: a strong tag `"<revision>"`.
+pub(crate) fn etag(revision: i64) -> [(header::HeaderName, HeaderValue); 1] {
+    let value = HeaderValue::from_str(&format!("\"{revision}\""))
+        .unwrap_or(HeaderValue::from_static("\"0\""));
+    [(header::ETAG, value)]
+}
+
+/// Checks `If-Match` against the `current` revision and returns the revision the write
+/// must still find (it is conditional on it, so a concurrent writer loses with 412 too).
+///
+/// - missing: 428 when `required` (updates), else `None`: the write is unconditional
+///   (deletes);
+/// - `*`: matches whatever is current;
+/// - a list of tags (`"3"`, `W/"3"`): must include the current one, else 412.
+pub(crate) fn if_match(
+    headers: &HeaderMap,
+    current: i64,
+    required: bool,
+) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return if required {
+            Err(ApiError::PreconditionRequired)
+        } else {
+            Ok(None)
+        };
+    };
+    let text = value.to_str().map_err(|_| ApiError::PreconditionFailed)?;
+    let tag = format!("\"{current}\"");
+    let matches = text.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate == tag || candidate.strip_prefix("W/") == Some(tag.as_str())
+    });
+    if matches {
+        Ok(Some(current))
+    } else {
+        Err(ApiError::PreconditionFailed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_MATCH,
+            HeaderValue::from_str(value).expect("value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn if_match_rules() {
+        assert!(matches!(
+            if_match(&HeaderMap::new(), 3, true),
+            Err(ApiError::PreconditionRequired)
+        ));
+        assert_eq!(if_match(&HeaderMap::new(), 3, false).ok(), Some(None));
+        assert_eq!(if_match(&with("*"), 3, true).ok(), Some(Some(3)));
+        assert_eq!(if_match(&with("\"2\", \"3\""), 3, true).ok(), Some(Some(3)));
+        assert_eq!(if_match(&with("W/\"3\""), 3, true).ok(), Some(Some(3)));
+        for stale in ["\"2\"", "3", "\"33\"", ""] {
+            assert!(
+                matches!(
+                    if_match(&with(stale), 3, true),
+                    Err(ApiError::PreconditionFailed)
+                ),
+                "{stale}"
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 pub(crate) mod boundary;
+mod comments;
 mod common;
 mod extract;
 mod health;
@@ -13,6 +14,8 @@ mod organizations;
 mod orgtree;
 mod roles;
 mod schemas;
+mod tasks;
+mod workload;
 
 use std::sync::Arc;
 
@@ -67,6 +70,9 @@ fn all_routes() -> common::Api {
         .merge(auth::routes())
         .merge(orgtree::routes())
         .merge(roles::routes())
+        .merge(tasks::routes())
+        .merge(workload::routes())
+        .merge(comments::routes())
 }
 
 /// The documented routes as `(path, methods)`, for tests that check the document

@@ -83,6 +83,36 @@ fn operation(path: &str, op: &Op) -> OperationBuilder {
             );
         }
     }
+    for name in op.query {
+        builder = builder.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if let Some(required) = op.if_match {
+        let (flag, text) = if required {
+            (
+                Required::True,
+                "The ETag read; * overwrites whatever is current. Missing: 428; stale: 412.",
+            )
+        } else {
+            (
+                Required::False,
+                "The ETag read; stale: 412. Missing: unconditional.",
+            )
+        };
+        builder = builder.parameter(
+            ParameterBuilder::new()
+                .name("If-Match")
+                .parameter_in(ParameterIn::Header)
+                .required(flag)
+                .description(Some(text))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
     if let Some(request) = op.request {
         let body = RequestBodyBuilder::new()
             .required(Some(Required::True))

@@ -18,7 +18,7 @@ pub(crate) struct ErrorFields {
 }
 
 pub(super) fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
-    use crate::store::{audit, grants, orgtree, roles, tokens, users};
+    use crate::store::{audit, comments, grants, orgtree, roles, tasks, tokens, users};
     builder
         .schema_from::<Error>()
         .schema_from::<ErrorFields>()
@@ -49,4 +49,14 @@ pub(super) fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<super::orgtree::WorkspacePatch>()
         .schema_from::<super::roles::NewRole>()
         .schema_from::<super::roles::NewGrant>()
+        .schema_from::<tasks::Task>()
+        .schema_from::<super::tasks::NewTask>()
+        .schema_from::<super::tasks::TaskPatch>()
+        .schema_from::<super::workload::Workload>()
+        .schema_from::<comments::Comment>()
+        .schema_from::<comments::ReactionSummary>()
+        .schema_from::<comments::CommentEdit>()
+        .schema_from::<super::comments::NewComment>()
+        .schema_from::<super::comments::CommentPatch>()
+        .schema_from::<super::comments::NewReaction>()
 }

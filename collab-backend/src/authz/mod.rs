@@ -45,6 +45,10 @@ pub enum Resource {
     Team(Uuid),
     /// A workspace.
     Workspace(Uuid),
+    /// A task: the grants of its workspace apply.
+    Task(Uuid),
+    /// A comment: the grants of its workspace apply.
+    Comment(Uuid),
 }
 
 impl Resource {
@@ -54,6 +58,8 @@ impl Resource {
             Resource::Department(_) => "department",
             Resource::Team(_) => "team",
             Resource::Workspace(_) => "workspace",
+            Resource::Task(_) => "task",
+            Resource::Comment(_) => "comment",
         }
     }
 }
@@ -63,8 +69,8 @@ impl Resource {
 pub struct Access {
     /// The organization it belongs to.
     pub org_id: Uuid,
-    /// Its workspace (none for organizations, departments and teams). Tasks, comments and
-    /// files will resolve to their workspace here, inheriting its grants.
+    /// Its workspace (none for organizations, departments and teams). Tasks and comments
+    /// resolve to their workspace here, inheriting its grants (files will too).
     pub workspace_id: Option<Uuid>,
     /// Every permission the caller holds on it.
     pub permissions: BTreeSet<String>,
@@ -159,6 +165,53 @@ pub async fn visible_workspace_ids(
     Ok(ids.into_iter().collect())
 }
 
+/// Whether user `user_id` of `org_id` can read workspace `workspace_id` (the check
+/// behind assignees and mention recipients: people are only pointed at what they can
+/// see).
+pub async fn can_read_workspace(
+    db: &Db,
+    user_id: Uuid,
+    org_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<bool, StoreError> {
+    let reader = Caller {
+        user_id,
+        org_id,
+        username: String::new(),
+        token_id: None,
+    };
+    Ok(visible(db, &reader, Resource::Workspace(workspace_id))
+        .await?
+        .is_some())
+}
+
+/// Every user holding `workspace.read` on workspace `workspace_id` (through any grant
+/// on it or above it), in id order: the audience of `@all`.
+pub async fn workspace_readers(db: &Db, workspace_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let Some((_, _, chain)) = locate(db, Resource::Workspace(workspace_id)).await? else {
+        return Ok(Vec::new());
+    };
+    let mut readers = BTreeSet::new();
+    let mut role_reads = std::collections::BTreeMap::new();
+    for (kind, id) in chain {
+        for grant in store::grants::on_scope(db, kind, id).await? {
+            let reads = match role_reads.get(&grant.role) {
+                Some(reads) => *reads,
+                None => {
+                    let held = store::roles::effective_permissions(db, &grant.role).await?;
+                    let reads = held.contains("workspace.read");
+                    role_reads.insert(grant.role.clone(), reads);
+                    reads
+                }
+            };
+            if reads {
+                readers.insert(grant.user_id);
+            }
+        }
+    }
+    Ok(readers.into_iter().collect())
+}
+
 /// A scope a grant can name: `(kind, id)`.
 type Scope = (&'static str, Uuid);
 
@@ -189,6 +242,14 @@ async fn locate(
             return Ok(Some((team.org_id, None, chain)));
         }
         Resource::Workspace(id) => id,
+        Resource::Task(id) => match store::tasks::workspace_of(db, id).await? {
+            Some(workspace) => workspace,
+            None => return Ok(None),
+        },
+        Resource::Comment(id) => match store::comments::workspace_of(db, id).await? {
+            Some(workspace) => workspace,
+            None => return Ok(None),
+        },
     };
     let Some(workspace) = store::orgtree::workspace(db, workspace_id).await? else {
         return Ok(None);

@@ -1,9 +1,10 @@
 //! The collaboration model and its rules, free of HTTP and SQL: what a valid
-//! organization is, how a slug is derived. Later resources (users, workspaces, tasks…)
+//! organization is, how a slug is derived, what a task field may hold. Later resources (users, workspaces, tasks…)
 //! get a sibling module each.
 
 pub mod mention;
 pub mod organization;
+pub mod task;
 
 /// A rejected input value: which field, and a message fit for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

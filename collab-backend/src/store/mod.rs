@@ -3,10 +3,13 @@
 //! [`StoreError`] that says what the caller may tell a client.
 
 pub mod audit;
+pub mod comments;
+pub mod events;
 pub mod grants;
 pub mod organizations;
 pub mod orgtree;
 pub mod roles;
+pub mod tasks;
 pub mod tokens;
 pub mod users;
 

@@ -95,6 +95,16 @@ pub async fn by_username_with_hash(
     }
 }
 
+/// The user named `username` (usernames are unique across the installation).
+pub async fn by_username(db: &Db, username: &str) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE username = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(username)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
 /// Every user of `org_id`, in creation order.
 pub async fn list(db: &Db, org_id: Uuid) -> Result<Vec<User>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE org_id = $1 ORDER BY id");

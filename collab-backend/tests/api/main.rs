@@ -25,6 +25,7 @@ macro_rules! on_both_dialects {
 
 mod auth;
 mod authz;
+mod comments;
 mod database;
 mod errors;
 mod health;
@@ -33,4 +34,5 @@ mod openapi;
 mod organizations;
 mod serve;
 mod support;
+mod tasks;
 mod users;

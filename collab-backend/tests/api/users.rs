@@ -34,6 +34,29 @@ impl TestApp {
         self.send(request.expect("request")).await
     }
 
+    /// [`Self::call`] with extra request headers (e.g. `If-Match`).
+    pub async fn call_with(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
+        let mut builder =
+            request(method, uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        };
+        self.send(request.expect("request")).await
+    }
+
     /// Signs `username` in and returns the session token.
     pub async fn sign_in(&self, username: &str, password: &str) -> String {
         let response = self

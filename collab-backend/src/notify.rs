@@ -1,0 +1,206 @@
+//! Who hears about a change: `@mention` resolution and the events a task or comment
+//! write queues in the [`outbox`](crate::outbox).
+//!
+//! **Mentions.** Handles come from [`domain::mention::parse`]. A handle names a user
+//! (by username) of the author's organization, else a team (by slug, meaning its
+//! members). Only people who can read the workspace are notified; a handle naming
+//! nobody, someone in another organization, or someone who cannot read the workspace
+//! is dropped without a trace: the write succeeds and its response says nothing about
+//! who was notified. The author is never notified.
+//!
+//! **`@all`** means every reader of the workspace. It needs the `mention.all`
+//! permission there (admins and owners have it; 403 otherwise) and reaches at most
+//! [`ALL_MENTION_LIMIT`] people (400 `validation_failed` on the text field otherwise:
+//! mention a team instead). Both are refusals, not silent drops, because the writer
+//! asked for a broadcast and must learn it did not happen; neither reveals anything to
+//! someone who could not already see the workspace's members.
+//!
+//! **Once per person per source.** The `mentions` table remembers who was notified of
+//! each task or comment, so an edit notifies only the people it adds (removing and
+//! re-adding a mention does not notify again).
+//!
+//! Resolution reads through the pool *before* the write's transaction; recording and
+//! queueing happen *inside* it ([`record_mentions`], [`enqueue`]).
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::Db;
+use crate::auth::Caller;
+use crate::authz::{self, Access};
+use crate::domain::{ValidationError, mention};
+use crate::error::ApiError;
+use crate::outbox::{NewEvent, kind};
+use crate::store::{self, StoreError};
+use crate::timestamp;
+
+/// Largest audience `@all` may reach.
+pub const ALL_MENTION_LIMIT: usize = 50;
+
+/// Mentioned readers and how each was reached (`user`, `team` or `all`).
+pub(crate) type Mentioned = BTreeMap<Uuid, &'static str>;
+
+/// Where events of one write come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub org_id: Uuid,
+    pub workspace_id: Uuid,
+    pub actor_id: Uuid,
+    pub task_id: Uuid,
+}
+
+/// The readers of `workspace_id` that `text` mentions with handles `previous` (the
+/// text before an edit; empty for a new one) did not, except the author. `field` names
+/// the text in a 400 about `@all`.
+pub(crate) async fn mentioned(
+    db: &Db,
+    author: &Caller,
+    access: &Access,
+    workspace_id: Uuid,
+    field: &'static str,
+    text: &str,
+    previous: &str,
+) -> Result<Mentioned, ApiError> {
+    let before = mention::parse(previous);
+    let mut found = Mentioned::new();
+    for handle in mention::parse(text) {
+        if before.contains(&handle) {
+            continue;
+        }
+        if handle == "all" {
+            for reader in everyone(db, access, workspace_id, field).await? {
+                found.entry(reader).or_insert("all");
+            }
+            continue;
+        }
+        if let Some(user) = store::users::by_username(db, &handle).await? {
+            if user.org_id == author.org_id
+                && authz::can_read_workspace(db, user.id, author.org_id, workspace_id).await?
+            {
+                found.entry(user.id).or_insert("user");
+            }
+            continue;
+        }
+        for team in store::orgtree::teams(db, author.org_id, Some(&handle)).await? {
+            for member in store::grants::on_scope(db, "team", team.id).await? {
+                if authz::can_read_workspace(db, member.user_id, author.org_id, workspace_id)
+                    .await?
+                {
+                    found.entry(member.user_id).or_insert("team");
+                }
+            }
+        }
+    }
+    found.remove(&author.user_id);
+    Ok(found)
+}
+
+async fn everyone(
+    db: &Db,
+    access: &Access,
+    workspace_id: Uuid,
+    field: &'static str,
+) -> Result<Vec<Uuid>, ApiError> {
+    if !access.allows("mention.all") {
+        return Err(ApiError::Forbidden(
+            "@all needs the mention.all permission".to_owned(),
+        ));
+    }
+    let readers = authz::workspace_readers(db, workspace_id).await?;
+    if readers.len() > ALL_MENTION_LIMIT {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "@all would notify more than {ALL_MENTION_LIMIT} people; mention a team instead"
+            ),
+        )
+        .into());
+    }
+    Ok(readers)
+}
+
+/// Those of `candidates` (deduplicated) who can read the workspace, except the actor.
+pub(crate) async fn readers_among(
+    db: &Db,
+    origin: &Origin,
+    candidates: impl IntoIterator<Item = Uuid>,
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut unique: Vec<Uuid> = candidates.into_iter().collect();
+    unique.sort();
+    unique.dedup();
+    let mut readers = Vec::new();
+    for user in unique {
+        if user != origin.actor_id
+            && authz::can_read_workspace(db, user, origin.org_id, origin.workspace_id).await?
+        {
+            readers.push(user);
+        }
+    }
+    Ok(readers)
+}
+
+/// Remembers the mentions of `source` (`task` or `comment`) and queues a `mention`
+/// event for each person not notified of this source before. Returns who was.
+pub(crate) async fn record_mentions(
+    tx: &mut sqlx::AnyConnection,
+    origin: &Origin,
+    source_kind: &'static str,
+    source_id: Uuid,
+    mentioned: &Mentioned,
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut notified = Vec::new();
+    for (&user_id, &via) in mentioned {
+        let inserted = sqlx::query(
+            "INSERT INTO mentions (source_kind, source_id, user_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(source_kind)
+        .bind(source_id.to_string())
+        .bind(user_id.to_string())
+        .bind(timestamp::format(timestamp::now()))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            continue;
+        }
+        let payload = json!({ "task_id": origin.task_id, "source_kind": source_kind, "via": via });
+        enqueue(
+            tx,
+            origin,
+            kind::MENTION,
+            &[user_id],
+            (source_kind, source_id),
+            payload,
+        )
+        .await?;
+        notified.push(user_id);
+    }
+    Ok(notified)
+}
+
+/// Queues one `kind` event per recipient about `resource` (`(type, id)`).
+pub(crate) async fn enqueue(
+    tx: &mut sqlx::AnyConnection,
+    origin: &Origin,
+    kind: &'static str,
+    recipients: &[Uuid],
+    resource: (&'static str, Uuid),
+    payload: serde_json::Value,
+) -> Result<(), StoreError> {
+    for &recipient_id in recipients {
+        let event = NewEvent {
+            org_id: origin.org_id,
+            workspace_id: origin.workspace_id,
+            kind,
+            recipient_id,
+            actor_id: Some(origin.actor_id),
+            resource_type: resource.0,
+            resource_id: resource.1,
+            payload: payload.clone(),
+        };
+        store::events::enqueue(tx, &event).await?;
+    }
+    Ok(())
+}
