@@ -1,6 +1,9 @@
-//! The admin API (default 127.0.0.1:9080): `/metrics` in Prometheus text, and
-//! status of the running gateway. With `admin.token` set, every endpoint
-//! requires `Authorization: Bearer TOKEN` (compared in constant time).
+//! The admin API (default 127.0.0.1:9080): `/metrics` in Prometheus text,
+//! `/status`, `/config` (secrets redacted), `/routes`, `/upstreams` (target
+//! health), `/plugins`, and `POST /config/reload`. With `admin.token` set,
+//! every endpoint requires `Authorization: Bearer TOKEN`; the optional
+//! `admin.read_only_token` opens the GET endpoints only. Tokens are kept as
+//! SHA-256 digests and compared in constant time.
 
 use std::sync::Arc;
 
@@ -21,8 +24,31 @@ pub struct AdminState {
     pub snapshots: SnapshotHandle,
     pub metrics: Metrics,
     pub reloader: Option<Arc<Reloader>>,
-    /// SHA-256 of the admin token, if one is configured.
-    pub token_hash: Option<[u8; 32]>,
+    pub tokens: Tokens,
+}
+
+/// The admin tokens as SHA-256 digests; no read-write token means no auth.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    read_write: Option<[u8; 32]>,
+    read_only: Option<[u8; 32]>,
+}
+
+impl Tokens {
+    pub fn new(read_write: Option<&str>, read_only: Option<&str>) -> Self {
+        Self {
+            read_write: read_write.map(|t| sha256(t.as_bytes())),
+            read_only: read_only.map(|t| sha256(t.as_bytes())),
+        }
+    }
+}
+
+/// What a presented token allows.
+#[derive(Debug, PartialEq, Eq)]
+enum Access {
+    Denied,
+    ReadOnly,
+    ReadWrite,
 }
 
 /// The admin app.
@@ -30,7 +56,10 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/config", get(config))
         .route("/routes", get(routes))
+        .route("/upstreams", get(upstreams))
+        .route("/plugins", get(plugins))
         .route("/config/reload", post(reload))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -56,6 +85,83 @@ async fn status(State(s): State<AdminState>) -> Response {
         "upstreams": snap.upstreams.len(),
     }))
     .into_response()
+}
+
+async fn config(State(s): State<AdminState>) -> Response {
+    let snap = s.snapshots.load();
+    axum::Json(serde_json::json!({
+        "generation": snap.generation,
+        "config": crate::config::redact::redacted(&snap.config),
+    }))
+    .into_response()
+}
+
+async fn upstreams(State(s): State<AdminState>) -> Response {
+    let snap = s.snapshots.load();
+    let list: serde_json::Map<String, serde_json::Value> = snap
+        .upstreams
+        .iter()
+        .map(|u| {
+            let targets: Vec<_> = u
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "target": &*e.target,
+                        "address": e.addr.to_string(),
+                        "weight": e.weight,
+                        "available": e.health.is_available(),
+                        "health_check": if u.spec.health_check.is_none() {
+                            "off"
+                        } else if e.health.active_healthy() {
+                            "healthy"
+                        } else {
+                            "unhealthy"
+                        },
+                        "ejected": e.health.is_ejected(),
+                        "consecutive_failures": e.health.consecutive_failures(),
+                        "in_flight": e.health.in_flight(),
+                    })
+                })
+                .collect();
+            let available = targets.iter().filter(|t| t["available"] == true).count();
+            (
+                u.name.to_string(),
+                serde_json::json!({
+                    "balance": u.spec.balance.as_str(),
+                    "available": available,
+                    "targets": targets,
+                }),
+            )
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "upstreams": list })).into_response()
+}
+
+async fn plugins(State(s): State<AdminState>) -> Response {
+    let snap = s.snapshots.load();
+    let used_by = |name: &str| -> Vec<&str> {
+        snap.config
+            .routes
+            .iter()
+            .filter(|r| r.plugins.iter().any(|p| p.name == name))
+            .map(|r| r.name.as_str())
+            .collect()
+    };
+    let mut list: Vec<serde_json::Value> = crate::wasm::builtin_names()
+        .map(
+            |name| serde_json::json!({ "name": name, "kind": "built-in", "routes": used_by(name) }),
+        )
+        .collect();
+    list.extend(snap.config.plugin_files.iter().map(|(name, path)| {
+        serde_json::json!({
+            "name": name,
+            "kind": "custom",
+            "path": path.display().to_string(),
+            "routes": used_by(name),
+        })
+    }));
+    axum::Json(serde_json::json!({ "plugins": list })).into_response()
 }
 
 async fn routes(State(s): State<AdminState>) -> Response {
@@ -115,7 +221,7 @@ async fn not_found() -> Response {
 }
 
 async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    let Some(expected) = s.token_hash else {
+    let Some(read_write) = s.tokens.read_write else {
         return next.run(req).await;
     };
     let presented = req
@@ -123,11 +229,30 @@ async fn require_token(State(s): State<AdminState>, req: Request, next: Next) ->
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if constant_time_eq(&sha256(token.as_bytes()), &expected) => {
-            next.run(req).await
+    let access = presented.map_or(Access::Denied, |token| {
+        let digest = sha256(token.as_bytes());
+        // Both comparisons always run: timing says nothing about which matched.
+        let rw = constant_time_eq(&digest, &read_write);
+        let ro = s
+            .tokens
+            .read_only
+            .is_some_and(|ro| constant_time_eq(&digest, &ro));
+        match (rw, ro) {
+            (true, _) => Access::ReadWrite,
+            (false, true) => Access::ReadOnly,
+            _ => Access::Denied,
         }
-        _ => {
+    });
+    let read = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    match access {
+        Access::ReadWrite => next.run(req).await,
+        Access::ReadOnly if read => next.run(req).await,
+        Access::ReadOnly => error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the read-only admin token cannot change anything",
+        ),
+        Access::Denied => {
             let mut resp = error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -2,10 +2,13 @@
 //! interpolation ([`load`]), and the validated model ([`model`]). Every error
 //! names file, line, column and key ([`error`]).
 
+pub mod cidr;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod redact;
 pub mod surface;
+pub mod upstream;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, load_str};

@@ -4,7 +4,8 @@
 //!
 //! Where to start: [`server::run`] wires everything; [`proxy`] is the request
 //! flow; [`config`] the YAML surface and validation; [`snapshot`] the
-//! atomically swapped routing state; [`wasm`] the Proxy-Wasm host.
+//! atomically swapped routing state; [`upstream`] balancing and target
+//! health; [`wasm`] the Proxy-Wasm host.
 
 pub mod admin;
 pub mod cli;
@@ -15,4 +16,5 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod upstream;
 pub mod wasm;

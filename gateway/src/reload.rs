@@ -1,6 +1,9 @@
 //! Config reload: read the file again, validate and build a whole new
 //! snapshot, swap it in. A refused config leaves the old snapshot serving.
-//! Triggered by SIGHUP and by `POST /config/reload` on the admin API.
+//! Triggered by SIGHUP, by `POST /config/reload` on the admin API, and by a
+//! change to the config file or a plugin's `.wasm` file ([`watch`]).
+
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -8,6 +11,7 @@ use std::sync::Mutex;
 use crate::config::{self, ConfigErrors};
 use crate::observability::Metrics;
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::upstream::HealthRegistry;
 use crate::wasm::WasmRuntime;
 
 /// Everything a reload needs. Reloads are serialized.
@@ -17,6 +21,8 @@ pub struct Reloader {
     pub wasm: WasmRuntime,
     pub snapshots: SnapshotHandle,
     pub metrics: Metrics,
+    /// Target health, kept across reloads for upstreams that stay.
+    pub health: HealthRegistry,
     lock: Mutex<()>,
 }
 
@@ -27,6 +33,7 @@ impl Reloader {
         wasm: WasmRuntime,
         snapshots: SnapshotHandle,
         metrics: Metrics,
+        health: HealthRegistry,
     ) -> Self {
         Self {
             config_path,
@@ -34,6 +41,7 @@ impl Reloader {
             wasm,
             snapshots,
             metrics,
+            health,
             lock: Mutex::new(()),
         }
     }
@@ -50,13 +58,20 @@ impl Reloader {
         let result = config::load_file(&self.config_path, &self.data_dir, &env).and_then(|cfg| {
             let old = self.snapshots.load();
             warn_on_restart_only_changes(&old.config, &cfg);
-            Snapshot::build(cfg, &self.wasm, self.snapshots.next_generation(), &file)
+            Snapshot::build(
+                cfg,
+                &self.wasm,
+                &self.health,
+                self.snapshots.next_generation(),
+                &file,
+            )
         });
         match result {
             Ok(snapshot) => {
                 let generation = snapshot.generation;
                 let hash = snapshot.config.hash.clone();
                 self.snapshots.swap(snapshot);
+                self.forget_removed_targets();
                 self.metrics.config_reloads.with_label_values(&["ok"]).inc();
                 tracing::info!(trigger, generation, hash = %hash, "config reloaded");
                 Ok(generation)
@@ -72,6 +87,28 @@ impl Reloader {
                 Err(errors)
             }
         }
+    }
+}
+
+impl Reloader {
+    /// Health state of targets the new snapshot no longer has is dropped
+    /// (requests still on the old snapshot keep their own reference).
+    fn forget_removed_targets(&self) {
+        let snap = self.snapshots.load();
+        let keep: std::collections::HashSet<(&str, std::net::SocketAddr)> = snap
+            .upstreams
+            .iter()
+            .flat_map(|u| u.endpoints().into_iter().map(move |e| (&*u.name, e.addr)))
+            .collect();
+        self.health.retain(|u, a| keep.contains(&(u, a)));
+    }
+
+    /// The files whose change triggers a reload: the config and the plugins it names.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let snap = self.snapshots.load();
+        std::iter::once(self.config_path.clone())
+            .chain(snap.config.plugin_files.values().cloned())
+            .collect()
     }
 }
 

@@ -18,6 +18,7 @@ use crate::observability::{Metrics, logging};
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::upstream::{self, HealthRegistry};
 use crate::wasm::{RuntimeOptions, WasmRuntime};
 
 /// What `run` starts.
@@ -50,7 +51,8 @@ pub fn validate(file: &Path) -> ExitCode {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
     };
-    match Snapshot::build(cfg, &wasm, 1, &file.display().to_string()) {
+    let health = HealthRegistry::new();
+    match Snapshot::build(cfg, &wasm, &health, 1, &file.display().to_string()) {
         Ok(s) => {
             println!(
                 "{}: ok ({} routes, {} upstreams, config hash {})",
@@ -88,13 +90,15 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
     let file = config_path.display().to_string();
     let wasm_opts = RuntimeOptions {
         worker_threads: cfg.server.threads,
+        metrics_registry: Some(metrics.registry().clone()),
         ..RuntimeOptions::default()
     };
     let wasm = match WasmRuntime::new(wasm_opts) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
     };
-    let snapshot = match Snapshot::build(cfg.clone(), &wasm, 1, &file) {
+    let health = HealthRegistry::new();
+    let snapshot = match Snapshot::build(cfg.clone(), &wasm, &health, 1, &file) {
         Ok(s) => s,
         Err(errors) => return fail_config(&errors),
     };
@@ -105,16 +109,16 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
         wasm,
         snapshots.clone(),
         metrics.clone(),
+        health,
     ));
     let admin_state = AdminState {
         snapshots: snapshots.clone(),
         metrics: metrics.clone(),
         reloader: Some(Arc::clone(&reloader)),
-        token_hash: cfg
-            .admin
-            .token
-            .as_deref()
-            .map(|t| admin::sha256(t.as_bytes())),
+        tokens: admin::Tokens::new(
+            cfg.admin.token.as_deref(),
+            cfg.admin.read_only_token.as_deref(),
+        ),
     };
     let side = match start_side_runtime(mode, &cfg, ports, admin_state, reloader) {
         Ok(side) => side,
@@ -226,9 +230,18 @@ fn start_side_runtime(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let database_url = cfg.database_url.clone();
+    let watch = cfg.server.watch.then_some(cfg.server.watch_interval);
     runtime.spawn(async move {
-        let result =
-            start_services(mode, ports, admin_state, reloader, database_url, stop_rx).await;
+        let result = start_services(
+            mode,
+            ports,
+            admin_state,
+            reloader,
+            database_url,
+            watch,
+            stop_rx,
+        )
+        .await;
         let _ = ready_tx.send(result);
     });
     match ready_rx.recv() {
@@ -244,10 +257,28 @@ async fn start_services(
     admin_state: AdminState,
     reloader: Arc<Reloader>,
     database_url: String,
+    watch: Option<Duration>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     if mode.gateway() {
-        spawn_sighup_reload(reloader)?;
+        spawn_sighup_reload(Arc::clone(&reloader))?;
+        if let Some(interval) = watch {
+            tokio::spawn(crate::reload::watch::run(
+                Arc::clone(&reloader),
+                interval,
+                stop.clone(),
+            ));
+        }
+        let snapshots = reloader.snapshots.clone();
+        tokio::spawn(upstream::checks::run_health_checks(
+            snapshots.clone(),
+            stop.clone(),
+        ));
+        tokio::spawn(upstream::checks::run_dns_refresh(
+            snapshots,
+            reloader.health.clone(),
+            stop.clone(),
+        ));
     }
     if let Some(listener) = ports.admin {
         let listener = to_tokio(listener)?;

@@ -2,15 +2,17 @@
 //! whole from a validated config and swapped atomically on reload. A request
 //! keeps the snapshot it started with until it finishes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::config::model::RetrySpec;
 use crate::config::{ConfigError, ConfigErrors, GatewayConfig};
 use crate::router::Router;
+use crate::upstream::HealthRegistry;
+pub use crate::upstream::Upstream;
 use crate::wasm::{FilterInstance, WasmRuntime};
 
 /// Everything a request needs, fixed for its lifetime.
@@ -34,27 +36,48 @@ pub struct Route {
     pub upstream: usize,
     /// The filter chain, in order.
     pub filters: Vec<Arc<FilterInstance>>,
+    /// Whole-request deadline.
+    pub timeout: Option<Duration>,
+    pub retries: RetrySpec,
+    pub retry_budget: RetryBudget,
 }
 
-/// A set of targets balanced round robin.
+/// Retries may add at most `ratio` of a route's requests, plus a reserve of
+/// [`RetryBudget::RESERVE`] so a quiet route can still retry. Counted in
+/// thousandths of a retry.
 #[derive(Debug)]
-pub struct Upstream {
-    pub name: Arc<str>,
-    pub targets: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    next: AtomicUsize,
+pub struct RetryBudget {
+    ratio_milli: i64,
+    balance: AtomicI64,
 }
 
-impl Upstream {
-    /// The next target in round-robin order.
-    pub fn pick(&self) -> Option<SocketAddr> {
-        if self.targets.is_empty() {
-            return None;
+impl RetryBudget {
+    pub const RESERVE: i64 = 10;
+
+    pub fn new(ratio: f64) -> Self {
+        Self {
+            ratio_milli: (ratio * 1000.0) as i64,
+            balance: AtomicI64::new(Self::RESERVE * 1000),
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(self.targets[i % self.targets.len()])
+    }
+
+    /// A request arrived: it earns `ratio` of a retry, up to the cap.
+    pub fn deposit(&self) {
+        let cap = Self::RESERVE * 1000;
+        let _ = self
+            .balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (b < cap).then(|| (b + self.ratio_milli).min(cap))
+            });
+    }
+
+    /// Takes one retry from the budget; false when it is spent.
+    pub fn withdraw(&self) -> bool {
+        self.balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (b >= 1000).then_some(b - 1000)
+            })
+            .is_ok()
     }
 }
 
@@ -65,12 +88,14 @@ impl Snapshot {
     pub fn build(
         config: GatewayConfig,
         wasm: &WasmRuntime,
+        health: &HealthRegistry,
         generation: u64,
         file: &str,
     ) -> Result<Snapshot, ConfigErrors> {
         let mut errors = Vec::new();
         let mut modules = std::collections::HashMap::new();
         let mut routes = Vec::with_capacity(config.routes.len());
+        let callouts = crate::wasm::CalloutUpstreams::from_config(&config);
         for spec in &config.routes {
             let mut filters = Vec::with_capacity(spec.plugins.len());
             for p in &spec.plugins {
@@ -94,7 +119,13 @@ impl Snapshot {
                         }
                     },
                 };
-                match wasm.filter(&module, p.config.clone(), "") {
+                let settings = crate::wasm::FilterSettings {
+                    configuration: p.config.clone(),
+                    root_id: String::new(),
+                    upstreams: Arc::clone(&callouts),
+                    fail_open: p.fail_open,
+                };
+                match wasm.filter_with(&module, settings) {
                     Ok(f) => filters.push(f),
                     Err(e) => errors.push(err(format!(
                         "plugin `{}` refused its configuration: {e}",
@@ -108,6 +139,9 @@ impl Snapshot {
                 strip_prefix: spec.strip_prefix,
                 upstream: spec.upstream,
                 filters,
+                timeout: spec.timeout,
+                retries: spec.retries.clone(),
+                retry_budget: RetryBudget::new(spec.retries.budget),
             });
         }
         if !errors.is_empty() {
@@ -116,14 +150,7 @@ impl Snapshot {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| Upstream {
-                name: Arc::from(u.name.as_str()),
-                targets: u.targets.clone(),
-                connect_timeout: u.connect_timeout,
-                read_timeout: u.read_timeout,
-                write_timeout: u.write_timeout,
-                next: AtomicUsize::new(0),
-            })
+            .map(|u| Upstream::new(u.clone(), health))
             .collect();
         Ok(Snapshot {
             generation,

@@ -43,10 +43,25 @@ pub fn load_str(
     data_dir: &Path,
     env: EnvLookup<'_>,
 ) -> Result<GatewayConfig, ConfigErrors> {
-    let text = interpolate(text, file, env)?;
+    let (text, substituted) = interpolate(text, file, env)?;
     let surface = parse(&text, file)?;
     let hash = content_hash(&text);
-    super::model::validate(surface, file, base_dir, data_dir, env, hash)
+    let mut cfg = super::model::validate(surface, file, base_dir, data_dir, env, hash)?;
+    cfg.env_values = EnvValues(substituted);
+    Ok(cfg)
+}
+
+/// The `${NAME}` substitutions made in a config: what the admin API must never
+/// show. `Debug` prints the names only.
+#[derive(Clone, Default)]
+pub struct EnvValues(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for EnvValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigErrors> {
@@ -89,11 +104,19 @@ fn short_message(e: &serde_saphyr::Error) -> String {
 
 /// Replaces `${NAME}` with the variable's value; `$${` is a literal `${`.
 /// Values may not contain line breaks (they would change the YAML's structure).
-fn interpolate(text: &str, file: &str, env: EnvLookup<'_>) -> Result<String, ConfigErrors> {
+/// Returns the text and each substitution made (name, value).
+type Substitutions = Vec<(String, String)>;
+
+fn interpolate(
+    text: &str,
+    file: &str,
+    env: EnvLookup<'_>,
+) -> Result<(String, Substitutions), ConfigErrors> {
     if !text.contains("${") {
-        return Ok(text.to_owned());
+        return Ok((text.to_owned(), Vec::new()));
     }
     let mut out = String::with_capacity(text.len());
+    let mut substituted = Vec::new();
     let mut errors = Vec::new();
     for (line_no, full_line) in text.split_inclusive('\n').enumerate() {
         // Comments are copied as they are: `# token: ${X}` needs no X.
@@ -150,7 +173,10 @@ fn interpolate(text: &str, file: &str, env: EnvLookup<'_>) -> Result<String, Con
                     name,
                     "environment variable contains a line break",
                 )),
-                (true, Some(v)) => out.push_str(&v),
+                (true, Some(v)) => {
+                    out.push_str(&v);
+                    substituted.push((name.to_owned(), v));
+                }
             }
             col = at + (name.chars().count() + 3) as u64;
             rest = &after[end + 1..];
@@ -159,7 +185,7 @@ fn interpolate(text: &str, file: &str, env: EnvLookup<'_>) -> Result<String, Con
         out.push_str(comment);
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok((out, substituted))
     } else {
         Err(ConfigErrors(errors))
     }
@@ -196,11 +222,11 @@ fn env_error(file: &str, line_no: usize, column: u64, name: &str, message: &str)
     }
 }
 
-/// A fingerprint of the config text, shown by the admin API and in reload logs to
-/// tell which config is active.
+/// A fingerprint of the config text (after interpolation), shown by the admin
+/// API and in reload logs to tell which config is active: the first 16 hex
+/// digits of its SHA-256, stable across builds and machines.
 fn content_hash(text: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    format!("{:016x}", h.finish())
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -2,7 +2,7 @@
 //! applied. Built from [`ConfigFile`]; the snapshot is built from this.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::error::{ConfigErrors, Diagnostics};
 use super::load::EnvLookup;
-use super::surface::{ConfigFile, RouteConf, UpstreamConf};
+use super::surface::{ConfigFile, RouteConf};
 use crate::router::normalize_path;
 
 /// A whole, valid configuration.
@@ -28,12 +28,17 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteSpec>,
     /// Custom plugin modules by name (built-ins are not listed).
     pub plugin_files: BTreeMap<String, PathBuf>,
+    /// `${NAME}` substitutions, so the admin API can redact them.
+    pub env_values: super::load::EnvValues,
 }
 
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub address: SocketAddr,
+    /// Read-write token.
     pub token: Option<String>,
+    /// Token for GET endpoints only.
+    pub read_only_token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,16 +53,12 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub access_log: bool,
     pub log_level: String,
+    pub watch: bool,
+    pub watch_interval: Duration,
+    pub trusted_proxies: Vec<super::cidr::Cidr>,
 }
 
-#[derive(Debug, Clone)]
-pub struct UpstreamSpec {
-    pub name: String,
-    pub targets: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-}
+pub use super::upstream::{HashOn, HealthCheckSpec, PassiveSpec, TargetSpec, UpstreamSpec};
 
 #[derive(Debug, Clone)]
 pub struct RouteSpec {
@@ -72,6 +73,30 @@ pub struct RouteSpec {
     /// Index into [`GatewayConfig::upstreams`].
     pub upstream: usize,
     pub plugins: Vec<PluginRef>,
+    /// Whole-request deadline.
+    pub timeout: Option<Duration>,
+    pub retries: RetrySpec,
+    pub upstream_host: UpstreamHost,
+}
+
+/// The `Host` header the upstream receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamHost {
+    /// The client's.
+    Preserve,
+    /// The target's `host:port` as configured.
+    Target,
+    /// A fixed value.
+    Fixed(http::HeaderValue),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySpec {
+    /// Retries after the first try.
+    pub max: u32,
+    /// Retries may add at most this fraction of the route's requests.
+    pub budget: f64,
+    pub non_idempotent: bool,
 }
 
 /// One entry of a route's filter chain.
@@ -80,6 +105,8 @@ pub struct PluginRef {
     pub name: String,
     /// The plugin configuration handed to the filter (JSON text, empty if none).
     pub config: Vec<u8>,
+    /// `on_error: continue`: a fault skips the filter instead of failing the request.
+    pub fail_open: bool,
     /// Where the entry stands, for errors raised while the plugin is built.
     pub key: String,
     pub line: u64,
@@ -110,6 +137,7 @@ pub(super) fn validate(
     }
     let admin_address = socket_addr(&mut d, &file.admin.address, "admin.address");
     let admin_token = file.admin.token.as_ref().map(|t| t.value.clone());
+    let read_only_token = file.admin.read_only_token.as_ref().map(|t| t.value.clone());
     if let (Some(addr), None) = (admin_address, &admin_token)
         && !addr.ip().is_loopback()
     {
@@ -119,13 +147,30 @@ pub(super) fn validate(
             "the admin API may listen beyond loopback only with `admin.token` set",
         );
     }
-    if let Some(t) = &file.admin.token
-        && t.value.len() < 16
+    for (t, key) in [
+        (&file.admin.token, "admin.token"),
+        (&file.admin.read_only_token, "admin.read_only_token"),
+    ] {
+        if let Some(t) = t
+            && t.value.len() < 16
+        {
+            d.error(&t.referenced, key, "too short: use at least 16 characters");
+        }
+    }
+    if let (Some(rw), Some(ro)) = (&admin_token, &file.admin.read_only_token)
+        && *rw == ro.value
     {
         d.error(
-            &t.referenced,
+            &ro.referenced,
+            "admin.read_only_token",
+            "must differ from `admin.token`",
+        );
+    }
+    if file.admin.read_only_token.is_some() && admin_token.is_none() {
+        d.error(
+            &Location::UNKNOWN,
             "admin.token",
-            "too short: use at least 16 characters",
+            "`admin.read_only_token` needs `admin.token` too (otherwise writes would be open)",
         );
     }
     let backend_address = socket_addr(&mut d, &file.backend.address, "backend.address");
@@ -142,10 +187,30 @@ pub(super) fn validate(
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
 
+    let trusted_proxies = file
+        .server
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let parsed = super::cidr::Cidr::parse(&t.value);
+            if parsed.is_none() {
+                d.error(
+                    &t.referenced,
+                    format!("server.trusted_proxies[{i}]"),
+                    format!(
+                        "invalid `{}`; expected an IP or a CIDR such as 10.0.0.0/8",
+                        t.value
+                    ),
+                );
+            }
+            parsed
+        })
+        .collect();
     let upstreams: Vec<UpstreamSpec> = file
         .upstreams
         .iter()
-        .map(|(name, u)| upstream(&mut d, name, u))
+        .map(|(name, u)| super::upstream::upstream(&mut d, name, u))
         .collect();
     let mut route_names = BTreeMap::new();
     let mut routes = Vec::with_capacity(file.routes.len());
@@ -214,6 +279,7 @@ pub(super) fn validate(
         admin: AdminSettings {
             address: admin_address,
             token: admin_token,
+            read_only_token,
         },
         backend: BackendSettings {
             enabled: file.backend.enabled,
@@ -226,10 +292,14 @@ pub(super) fn validate(
             grace_period: file.server.grace_period,
             access_log: file.server.access_log,
             log_level: file.server.log_level,
+            watch: file.server.watch,
+            watch_interval: file.server.watch_interval.max(Duration::from_millis(50)),
+            trusted_proxies,
         },
         upstreams,
         routes,
         plugin_files,
+        env_values: Default::default(),
     })
 }
 
@@ -259,34 +329,6 @@ fn socket_addr(d: &mut Diagnostics, value: &Spanned<String>, key: &str) -> Optio
             );
             None
         }
-    }
-}
-
-fn upstream(d: &mut Diagnostics, name: &str, u: &UpstreamConf) -> UpstreamSpec {
-    let mut targets = Vec::with_capacity(u.targets.len());
-    if u.targets.is_empty() {
-        d.error(
-            &Location::UNKNOWN,
-            format!("upstreams.{name}.targets"),
-            "at least one target is required",
-        );
-    }
-    for (i, t) in u.targets.iter().enumerate() {
-        match t.value.to_socket_addrs().map(|mut it| it.next()) {
-            Ok(Some(addr)) => targets.push(addr),
-            Ok(None) | Err(_) => d.error(
-                &t.referenced,
-                format!("upstreams.{name}.targets[{i}]"),
-                format!("cannot resolve `{}`; expected HOST:PORT", t.value),
-            ),
-        }
-    }
-    UpstreamSpec {
-        name: name.to_owned(),
-        targets,
-        connect_timeout: u.connect_timeout,
-        read_timeout: u.read_timeout,
-        write_timeout: u.write_timeout,
     }
 }
 
@@ -352,11 +394,31 @@ fn route(
                 .as_ref()
                 .map(|c| c.to_string().into_bytes())
                 .unwrap_or_default(),
+            fail_open: p.on_error == super::surface::OnError::Continue,
             key: key(&format!("plugins[{j}]")),
             line: p.name.referenced.line(),
             column: p.name.referenced.column(),
         })
         .collect();
+    let budget = &r.retries.budget;
+    if !(0.0..=1.0).contains(&budget.value) {
+        d.error(
+            &budget.referenced,
+            key("retries.budget"),
+            "must be between 0 and 1",
+        );
+    }
+    let upstream_host = match &r.host_rewrite {
+        Some(h) => match http::HeaderValue::from_str(h.value.trim()) {
+            Ok(v) if !h.value.trim().is_empty() => UpstreamHost::Fixed(v),
+            _ => {
+                d.error(&h.referenced, key("host_rewrite"), "not a valid Host value");
+                UpstreamHost::Preserve
+            }
+        },
+        None if r.preserve_host => UpstreamHost::Preserve,
+        None => UpstreamHost::Target,
+    };
     Some(RouteSpec {
         name: r.name.value.clone(),
         host: r
@@ -368,6 +430,13 @@ fn route(
         strip_prefix: r.strip_prefix,
         upstream: upstream?,
         plugins,
+        timeout: r.timeout,
+        retries: RetrySpec {
+            max: r.retries.max,
+            budget: budget.value.clamp(0.0, 1.0),
+            non_idempotent: r.retries.non_idempotent,
+        },
+        upstream_host,
     })
 }
 

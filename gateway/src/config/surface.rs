@@ -53,9 +53,12 @@ pub struct AdminConf {
     /// Admin API and `/metrics`. Default `127.0.0.1:9080`.
     #[serde(default = "default_admin_address")]
     pub address: Spanned<String>,
-    /// Bearer token for the admin API (use `${ENV_VAR}`). Optional on loopback.
+    /// Read-write bearer token for the admin API (use `${ENV_VAR}`). Optional on loopback.
     #[serde(default)]
     pub token: Option<Spanned<String>>,
+    /// Bearer token for the read-only endpoints (GET) only.
+    #[serde(default)]
+    pub read_only_token: Option<Spanned<String>>,
 }
 
 impl Default for AdminConf {
@@ -63,6 +66,7 @@ impl Default for AdminConf {
         Self {
             address: default_admin_address(),
             token: None,
+            read_only_token: None,
         }
     }
 }
@@ -127,6 +131,16 @@ pub struct ServerConf {
     /// `AISTACK_LOG` in the environment overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Reload when the config file or a plugin's `.wasm` file changes. Default true.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// How often the watched files are checked. Default 1s.
+    #[serde(default = "default_watch_interval", with = "humantime_serde_compat")]
+    pub watch_interval: Duration,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-*` and `Forwarded` headers are
+    /// believed and extended; from anyone else they are replaced. Default none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
 }
 
 impl Default for ServerConf {
@@ -136,12 +150,19 @@ impl Default for ServerConf {
             grace_period: default_grace(),
             access_log: true,
             log_level: default_log_level(),
+            watch: true,
+            watch_interval: default_watch_interval(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 fn default_grace() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_watch_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_log_level() -> String {
@@ -151,8 +172,15 @@ fn default_log_level() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConf {
-    /// `host:port` targets, balanced round robin.
-    pub targets: Vec<Spanned<String>>,
+    /// `host:port` or `{address: host:port, weight: N}` (weight default 1).
+    pub targets: Vec<Spanned<TargetConf>>,
+    /// `round_robin` (weighted), `least_connections` or `consistent_hash`.
+    /// Default `round_robin`.
+    #[serde(default)]
+    pub balance: Balance,
+    /// For `consistent_hash`: `ip`, `header:NAME` or `cookie:NAME`. Default `ip`.
+    #[serde(default)]
+    pub hash_on: Option<Spanned<String>>,
     /// Default 2s.
     #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
@@ -162,6 +190,137 @@ pub struct UpstreamConf {
     /// Time allowed for each write to the upstream. Default 60s.
     #[serde(default = "default_read_timeout", with = "humantime_serde_compat")]
     pub write_timeout: Duration,
+    /// How often DNS names among the targets are resolved again. Default 30s.
+    #[serde(default = "default_resolve_interval", with = "humantime_serde_compat")]
+    pub resolve_interval: Duration,
+    /// Active health checks; none by default.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConf>,
+    /// Passive ejection after consecutive failures; off by default.
+    #[serde(default)]
+    pub passive: Option<PassiveConf>,
+}
+
+/// One upstream target as written: a string or a map.
+#[derive(Debug)]
+pub struct TargetConf {
+    pub address: String,
+    pub weight: u32,
+}
+
+impl<'de> Deserialize<'de> for TargetConf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TargetConf;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`host:port` or `{address: host:port, weight: N}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TargetConf, E> {
+                Ok(TargetConf {
+                    address: v.to_owned(),
+                    weight: 1,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<TargetConf, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Full {
+                    address: String,
+                    #[serde(default = "one")]
+                    weight: u32,
+                }
+                fn one() -> u32 {
+                    1
+                }
+                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(TargetConf {
+                    address: f.address,
+                    weight: f.weight,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastConnections,
+    ConsistentHash,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConf {
+    /// `http` (default) or `tcp` (a connect is enough).
+    #[serde(default, rename = "type")]
+    pub kind: HealthCheckKind,
+    /// HTTP path probed with GET; 2xx and 3xx are healthy. Default `/`.
+    #[serde(default = "default_path")]
+    pub path: Spanned<String>,
+    /// Default 5s.
+    #[serde(default = "default_hc_interval", with = "humantime_serde_compat")]
+    pub interval: Duration,
+    /// Default 1s.
+    #[serde(default = "default_hc_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Consecutive successes that make an unhealthy target healthy. Default 2.
+    #[serde(default = "two")]
+    pub healthy_threshold: Spanned<u32>,
+    /// Consecutive failures that make a healthy target unhealthy. Default 3.
+    #[serde(default = "three")]
+    pub unhealthy_threshold: Spanned<u32>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthCheckKind {
+    #[default]
+    Http,
+    Tcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveConf {
+    /// Consecutive failures (connect errors, resets, timeouts) that eject a target. Default 5.
+    #[serde(default = "five")]
+    pub max_failures: Spanned<u32>,
+    /// How long an ejected target gets no traffic before it is tried again. Default 30s.
+    #[serde(default = "default_ejection", with = "humantime_serde_compat")]
+    pub ejection_time: Duration,
+}
+
+fn two() -> Spanned<u32> {
+    unspanned(2)
+}
+
+fn three() -> Spanned<u32> {
+    unspanned(3)
+}
+
+fn five() -> Spanned<u32> {
+    unspanned(5)
+}
+
+fn default_hc_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_hc_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_ejection() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_resolve_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_connect_timeout() -> Duration {
@@ -194,6 +353,53 @@ pub struct RouteConf {
     /// Filter chain, run in order.
     #[serde(default)]
     pub plugins: Vec<RoutePluginConf>,
+    /// Whole-request deadline (connect + send + response header + body). None by default.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub timeout: Option<Duration>,
+    /// Send the client's `Host` to the upstream. Default true; false sends
+    /// the target's `host:port` as configured.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+    /// Send this `Host` to the upstream instead (overrides `preserve_host`).
+    #[serde(default)]
+    pub host_rewrite: Option<Spanned<String>>,
+    /// Retries on another target. Default `{max: 1, budget: 0.2}`.
+    #[serde(default)]
+    pub retries: RetryConf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConf {
+    /// Retries after the first try (0 disables). Default 1.
+    #[serde(default = "one_retry")]
+    pub max: u32,
+    /// Retries may add at most this fraction of the route's requests (plus a
+    /// reserve of 10). Default 0.2.
+    #[serde(default = "default_budget")]
+    pub budget: Spanned<f64>,
+    /// Also retry non-idempotent methods (POST, PATCH) when the error came
+    /// before any request body was sent. Default false.
+    #[serde(default)]
+    pub non_idempotent: bool,
+}
+
+impl Default for RetryConf {
+    fn default() -> Self {
+        Self {
+            max: one_retry(),
+            budget: default_budget(),
+            non_idempotent: false,
+        }
+    }
+}
+
+fn one_retry() -> u32 {
+    1
+}
+
+fn default_budget() -> Spanned<f64> {
+    unspanned(0.2)
 }
 
 fn default_path() -> Spanned<String> {
@@ -208,6 +414,20 @@ pub struct RoutePluginConf {
     /// Handed to the filter as its plugin configuration (JSON).
     #[serde(default)]
     pub config: Option<serde_json::Value>,
+    /// What a fault of this filter (trap, deadline, memory limit) does to a request:
+    /// `fail` (default: 500 JSON `plugin_failed`) or `continue` (the filter is skipped
+    /// for that request). Counted in `aistack_plugin_errors_total` either way.
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+/// A route plugin entry's `on_error`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    #[default]
+    Fail,
+    Continue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,5 +462,14 @@ mod humantime_serde_compat {
                 "invalid duration `{text}` ({e}); expected e.g. `500ms`, `2s`, `1m`"
             ))
         })
+    }
+
+    pub mod option {
+        use serde::Deserializer;
+        use std::time::Duration;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }

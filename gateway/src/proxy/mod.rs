@@ -4,7 +4,8 @@
 //! client ─▶ request_filter: request id → identity headers stripped → path
 //!           normalized → route (404 JSON) → filters' on_request_headers
 //!           (a filter may answer: 401/429/…)
-//!        ─▶ upstream_peer: round robin over the route's upstream targets
+//!        ─▶ upstream_peer: the upstream's balancer picks an available target
+//!           (503 JSON when none is); connect/proxy errors retried per route
 //!        ─▶ response_filter: filters' on_response_headers
 //!        ─▶ response_body_filter: a filter's replacement body, if any
 //!        ─▶ logging: metrics, access log, filters' on_log
@@ -12,8 +13,11 @@
 //! ```
 
 mod ctx;
+mod filters;
+mod headers;
 pub mod request_id;
 pub mod respond;
+mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +36,7 @@ use crate::observability::Metrics;
 use crate::observability::metrics::method_label;
 use crate::router::normalize_path;
 use crate::snapshot::SnapshotHandle;
-use crate::wasm::{Decision, LocalResponse, PluginFault};
+use crate::wasm::{LocalResponse, PluginFault};
 
 /// The gateway's proxy logic; one per process, shared by all worker threads.
 pub struct Gateway {
@@ -91,47 +95,114 @@ impl ProxyHttp for Gateway {
         ctx.filters = crate::wasm::HttpFilters::new(&route.filters);
         ctx.route = Some(route_idx);
         ctx.snapshot = Some(Arc::clone(&snapshot));
-        if ctx.filters.is_empty() {
-            return Ok(false);
-        }
-        let end_of_stream = session.is_body_empty();
-        let decision =
-            ctx.filters
-                .on_request_headers(session.req_header_mut(), &ctx.info, end_of_stream);
-        match decision {
-            Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(false),
-            Ok(Decision::Respond(local)) => {
-                ctx.local_reply = Some("plugin");
-                self.reply_local(session, ctx, local).await
-            }
-            Err(fault) => {
-                self.count_fault(&fault);
-                self.reply_error(session, ctx, &respond::PLUGIN_FAILED)
-                    .await
-            }
-        }
+        self.request_filters(session, ctx).await
     }
 
-    /// The next target of the route's upstream, with its timeouts.
-    async fn upstream_peer(
+    /// Hop-by-hop headers and those the client names in `Connection` go
+    /// before anything else sees the request (see `proxy::headers`).
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::strip_hop_by_hop(session.req_header_mut());
+        Ok(())
+    }
+
+    /// Forwarding headers, `Host` per route, no `Connection` upstream.
+    async fn upstream_request_filter(
         &self,
         _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some((snapshot, _)) = upstream::route_of(ctx) else {
+            return Ok(());
+        };
+        let Some(spec) = ctx.route.and_then(|i| snapshot.config.routes.get(i)) else {
+            return Ok(());
+        };
+        let forwarding = headers::Forwarding {
+            client: ctx.info.client_addr,
+            trusted: &snapshot.config.server.trusted_proxies,
+            upstream_host: &spec.upstream_host,
+            target: ctx.target_name.as_deref(),
+        };
+        headers::prepare_upstream(upstream_request, &forwarding)
+    }
+
+    /// No available target (all unhealthy or ejected): a JSON 503 written
+    /// here keeps the client's connection, which a failure in
+    /// `upstream_peer` would not.
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if upstream::upstream_available(ctx) {
+            return Ok(true);
+        }
+        self.reply_error(session, ctx, &respond::NO_UPSTREAM)
+            .await?;
+        Ok(false)
+    }
+
+    /// A target of the route's upstream chosen by its balancer among the
+    /// available ones (503 when none is), with the upstream's timeouts capped
+    /// by the route's deadline. Called again for each retry.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route) else {
-            return Error::e_explain(ErrorType::InternalError, "upstream_peer before routing");
-        };
-        let upstream = &snapshot.upstreams[snapshot.routes[route].upstream];
-        let Some(addr) = upstream.pick() else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "upstream has no targets");
-        };
-        ctx.upstream_addr = Some(addr);
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(upstream.connect_timeout);
-        peer.options.read_timeout = Some(upstream.read_timeout);
-        peer.options.write_timeout = Some(upstream.write_timeout);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        Ok(Box::new(peer))
+        upstream::choose_peer(session, ctx)
+    }
+
+    /// Connecting failed: counts against the target; retried per the route.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        upstream::on_connect_failure(ctx, e)
+    }
+
+    /// Failed after connecting: retried only when safe (see `proxy::upstream`).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let e = e.more_context(format!("Peer: {peer}"));
+        upstream::on_proxy_error(session, ctx, e, client_reused)
+    }
+
+    /// The upstream answered: the target is alive (passive health).
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream::on_response(ctx);
+        Ok(())
+    }
+
+    /// Enforces the route's whole-request deadline while the body streams.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        upstream::check_deadline(ctx)?;
+        Ok(None)
     }
 
     /// Runs the response side of the filter chain. A local response here
@@ -142,37 +213,11 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.filters.is_empty() {
-            return Ok(());
-        }
-        ctx.info.response_code = Some(resp.status.as_u16());
-        match ctx.filters.on_response_headers(resp, &ctx.info, false) {
-            Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(()),
-            Ok(Decision::Respond(local)) => {
-                ctx.local_reply = Some("plugin");
-                let body = local.body.clone();
-                *resp = local_header(&local, &ctx.info.request_id)?;
-                ctx.replacement_body = Some(body);
-                Ok(())
-            }
-            Err(fault) => {
-                self.count_fault(&fault);
-                let reply = respond::PLUGIN_FAILED;
-                let body = respond::error_body(&reply, &ctx.info.request_id);
-                *resp = respond::header(
-                    reply.status,
-                    Some("application/json"),
-                    body.len(),
-                    &ctx.info.request_id,
-                )?;
-                ctx.local_reply = Some(reply.code);
-                ctx.replacement_body = Some(body);
-                Ok(())
-            }
-        }
+        self.response_filters(resp, ctx).await
     }
 
-    /// Swaps in a replacement body chosen in `response_filter`.
+    /// Swaps in a replacement body chosen in `response_filter`, else runs the
+    /// filters' response-body callbacks.
     fn response_body_filter(
         &self,
         _session: &mut Session,
@@ -186,8 +231,28 @@ impl ProxyHttp for Gateway {
             } else {
                 None
             };
+            return Ok(None);
         }
+        self.response_body_filters(body, end_of_stream, ctx)?;
         Ok(None)
+    }
+
+    /// Sends the request body as the filters left it (see `request_filters`).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.request_body.is_some() {
+            *body = if end_of_stream {
+                ctx.request_body.take()
+            } else {
+                None
+            };
+        }
+        Ok(())
     }
 
     /// Turns proxy failures into JSON errors (502, 503, 504) that keep the
@@ -207,6 +272,7 @@ impl ProxyHttp for Gateway {
             };
         };
         ctx.local_reply = Some(reply.code);
+        ctx.in_flight = None;
         // Pingora drops the client connection after a failure past peer
         // selection whatever we return: say so (`Connection: close`) rather
         // than let the client reuse a connection that is about to close.

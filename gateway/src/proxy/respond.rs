@@ -38,6 +38,11 @@ pub const PLUGIN_FAILED: ErrorReply = ErrorReply {
     code: "plugin_error",
     message: "a plugin on this route failed",
 };
+pub const PAYLOAD_TOO_LARGE: ErrorReply = ErrorReply {
+    status: 413,
+    code: "payload_too_large",
+    message: "the request body exceeds what this route's plugins may buffer",
+};
 pub const BAD_REQUEST: ErrorReply = ErrorReply {
     status: 400,
     code: "bad_request",

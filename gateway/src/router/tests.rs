@@ -10,6 +10,13 @@ fn route(name: &str, host: Option<&str>, path: &str, methods: &[&str]) -> RouteS
         strip_prefix: false,
         upstream: 0,
         plugins: Vec::new(),
+        timeout: None,
+        retries: crate::config::model::RetrySpec {
+            max: 0,
+            budget: 0.0,
+            non_idempotent: false,
+        },
+        upstream_host: crate::config::model::UpstreamHost::Preserve,
     }
 }
 

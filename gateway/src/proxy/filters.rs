@@ -1,0 +1,222 @@
+//! The proxy phases that run a route's Proxy-Wasm filter chain: the decisions filters
+//! return (`Continue`, `Pause`, `Respond`) and their faults become what Pingora does.
+//!
+//! - Request headers (`request_filter`): the chain runs, waiting on this thread while a
+//!   filter is paused for HTTP callouts; a local response is sent here and ends the
+//!   request; a fault answers the JSON 500 `plugin_failed`.
+//! - Response headers (`response_filter`): the same, in reverse order; a local response
+//!   or fault replaces the upstream's status, headers and body (the body in
+//!   `response_body_filter`).
+//!
+//! - Request body: when a filter of the chain has a request-body callback, the whole body
+//!   is read here, after the headers ran and before anything goes upstream (Pingora
+//!   sends the request header before its body phase), up to
+//!   [`MAX_BUFFERED_REQUEST_BODY`] (413 JSON past it). Filters see it in one
+//!   `proxy_on_request_body(end_of_stream = true)` call, may rewrite it, answer, or call
+//!   out; `request_body_filter` then sends it in place of the original and
+//!   `content-length` is corrected.
+//! - Response body: streamed through the filters chunk by chunk in
+//!   `response_body_filter`, which Pingora runs synchronously after the response header
+//!   is queued. `Pause` there means buffer-then-flush: the filter's next call sees all it
+//!   held, and the end of the stream flushes it. `content-length` is dropped from the
+//!   response (chunked) so that filters may change the body's length.
+//!
+//! Faults fail closed (500 JSON `plugin_failed`) unless the route entry says
+//! `on_error: continue`: the faulting filter is then skipped for the rest of the request
+//! and the chain goes on; the fault is counted in `aistack_plugin_errors_total` either way.
+//!
+//! A filter that pauses with no HTTP call of its own to wait for parks the request (see
+//! `wasm::park`) until another context of its VM resumes or answers it
+//! (`proxy_set_effective_context` + `proxy_continue_stream` / `proxy_send_local_response`,
+//! typically from the root context's `on_tick` or `on_http_call_response`), for at most
+//! 30 s (then a plugin fault). The exception is a pause of the request headers by a filter
+//! with a request-body callback while a body follows: that pause is for the body.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::{Gateway, RequestCtx, local_header, respond};
+use crate::wasm::Decision;
+
+/// The largest request body a route's filters may buffer: Pingora re-sends a body read
+/// early from its retry buffer, which holds 64 KiB.
+pub const MAX_BUFFERED_REQUEST_BODY: usize = 64 * 1024;
+
+impl Gateway {
+    /// The request side of the chain. `Ok(true)`: a response was sent.
+    pub(super) async fn request_filters(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if ctx.filters.is_empty() {
+            return Ok(false);
+        }
+        let end_of_stream = session.is_body_empty();
+        let decision = ctx
+            .filters
+            .request_headers(session.req_header_mut(), &ctx.info, end_of_stream)
+            .await;
+        let decision = match decision {
+            Ok(Decision::Continue) | Ok(Decision::Pause)
+                if ctx.filters.wants_request_body() && !end_of_stream =>
+            {
+                match read_body(session).await? {
+                    Some(body) => self.request_body_filters(session, ctx, body).await,
+                    None => {
+                        return self
+                            .reply_error(session, ctx, &respond::PAYLOAD_TOO_LARGE)
+                            .await;
+                    }
+                }
+            }
+            other => other,
+        };
+        self.apply(session, ctx, decision).await
+    }
+
+    /// Runs the request-body callbacks on the whole body; keeps what they leave for
+    /// `request_body_filter`.
+    async fn request_body_filters(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        original: Bytes,
+    ) -> Result<Decision, crate::wasm::PluginFault> {
+        let mut body = original.to_vec();
+        let decision = ctx
+            .filters
+            .request_body(session.req_header_mut(), &mut body, &ctx.info)
+            .await?;
+        if body != original {
+            let req = session.req_header_mut();
+            req.remove_header(&http::header::TRANSFER_ENCODING);
+            // A length always fits a header value.
+            let _ = req.insert_header(http::header::CONTENT_LENGTH, body.len());
+        }
+        ctx.request_body = Some(Bytes::from(body));
+        Ok(decision)
+    }
+
+    /// Sends what a request-side decision calls for. `Ok(true)`: a response was sent.
+    async fn apply(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        decision: Result<Decision, crate::wasm::PluginFault>,
+    ) -> Result<bool> {
+        self.count_skipped(ctx);
+        match decision {
+            Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(false),
+            Ok(Decision::Respond(local)) => {
+                ctx.local_reply = Some("plugin");
+                self.reply_local(session, ctx, local).await
+            }
+            Err(fault) => {
+                self.count_fault(&fault);
+                self.reply_error(session, ctx, &respond::PLUGIN_FAILED)
+                    .await
+            }
+        }
+    }
+
+    /// The response-body callbacks on one chunk. A fault here cannot change the status
+    /// (the header is on its way): it is counted and the connection is closed.
+    pub(super) fn response_body_filters(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !ctx.filters.wants_response_body() {
+            return Ok(());
+        }
+        let decision = ctx.filters.response_body(body, end_of_stream, &ctx.info);
+        self.count_skipped(ctx);
+        match decision {
+            Ok(Decision::Respond(local)) => {
+                tracing::warn!(
+                    status = local.status,
+                    "a plugin answered during the response body, after the response header \
+                     was sent: ignored"
+                );
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(fault) => {
+                self.count_fault(&fault);
+                Error::e_explain(
+                    ErrorType::InternalError,
+                    "a plugin failed during the response body",
+                )
+            }
+        }
+    }
+
+    /// The response side of the chain; a local response or a fault replaces `resp`.
+    pub(super) async fn response_filters(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.filters.is_empty() {
+            return Ok(());
+        }
+        ctx.info.response_code = Some(resp.status.as_u16());
+        if ctx.filters.wants_response_body() {
+            // Filters may change the body's length: send it chunked.
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
+        let decision = ctx.filters.response_headers(resp, &ctx.info, false).await;
+        self.count_skipped(ctx);
+        match decision {
+            Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(()),
+            Ok(Decision::Respond(local)) => {
+                ctx.local_reply = Some("plugin");
+                let body = local.body.clone();
+                *resp = local_header(&local, &ctx.info.request_id)?;
+                ctx.replacement_body = Some(body);
+                Ok(())
+            }
+            Err(fault) => {
+                self.count_fault(&fault);
+                let reply = respond::PLUGIN_FAILED;
+                let body = respond::error_body(&reply, &ctx.info.request_id);
+                *resp = respond::header(
+                    reply.status,
+                    Some("application/json"),
+                    body.len(),
+                    &ctx.info.request_id,
+                )?;
+                ctx.local_reply = Some(reply.code);
+                ctx.replacement_body = Some(body);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Counts the faults of fail-open filters (`on_error: continue`) the chain skipped.
+    fn count_skipped(&self, ctx: &mut RequestCtx) {
+        for fault in ctx.filters.take_skipped_faults() {
+            self.count_fault(&fault);
+        }
+    }
+}
+
+/// The whole request body, or `None` past [`MAX_BUFFERED_REQUEST_BODY`]. Pingora's retry
+/// buffer keeps a copy for `request_body_filter` to send on.
+async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
+    session.as_mut().enable_retry_buffering();
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > MAX_BUFFERED_REQUEST_BODY {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}

@@ -1,0 +1,195 @@
+//! The upstream side of a request: choosing the target, the peer's timeouts,
+//! passive health and the retry policy.
+//!
+//! Retry policy (per route, `routes[].retries`):
+//! - a failed *connect* is retried on another target for every method:
+//!   nothing reached the upstream;
+//! - an error after the connection was made (reset, timeout) is retried only
+//!   for idempotent methods (or any method with `non_idempotent: true`), only
+//!   when the request has no body (so a body is never sent twice), and never
+//!   once the response has started;
+//! - at most `max` retries per request, and only while the route's retry
+//!   budget allows.
+
+use std::time::Duration;
+
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource, ErrorType};
+
+use super::RequestCtx;
+use crate::config::model::HashOn;
+use crate::snapshot::{Route, Snapshot};
+use crate::upstream::Upstream;
+
+/// Idle keep-alive connections to upstreams are closed after this.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// Whether the route's upstream has a target to try; when not, the caller
+/// answers 503 itself (keeping the connection, unlike a failed peer choice).
+pub(super) fn upstream_available(ctx: &RequestCtx) -> bool {
+    route_of(ctx).is_none_or(|(snapshot, route)| snapshot.upstreams[route.upstream].has_available())
+}
+
+/// Chooses the target for this try and builds the peer.
+pub(super) fn choose_peer(
+    session: &Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<Box<HttpPeer>> {
+    let (Some(snapshot), Some(route_idx)) = (ctx.snapshot.clone(), ctx.route) else {
+        return Error::e_explain(ErrorType::InternalError, "upstream_peer before routing");
+    };
+    let route = &snapshot.routes[route_idx];
+    let upstream = &snapshot.upstreams[route.upstream];
+    if ctx.tried.is_empty() {
+        route.retry_budget.deposit();
+    }
+    let key = hash_key(upstream, session, ctx);
+    let Some(ep) = upstream.pick(key.as_deref(), &ctx.tried) else {
+        return Error::e_explain(
+            ErrorType::HTTPStatus(503),
+            "upstream has no available target",
+        );
+    };
+    ctx.tried.push(ep.addr);
+    ctx.upstream_addr = Some(ep.addr);
+    ctx.in_flight = Some(ep.health.track());
+    ctx.target = Some(ep.health);
+    ctx.target_name = Some(ep.target);
+    let mut peer = HttpPeer::new(ep.addr, false, String::new());
+    let spec = &upstream.spec;
+    let (mut connect, mut read, mut write) =
+        (spec.connect_timeout, spec.read_timeout, spec.write_timeout);
+    if let Some(total) = route.timeout {
+        let left = total.saturating_sub(ctx.started.elapsed());
+        if left.is_zero() {
+            return Error::e_explain(ErrorType::ConnectTimedout, "route timeout elapsed");
+        }
+        connect = connect.min(left);
+        read = read.min(left);
+        write = write.min(left);
+        peer.options.total_connection_timeout = Some(connect);
+    }
+    peer.options.connection_timeout = Some(connect);
+    peer.options.read_timeout = Some(read);
+    peer.options.write_timeout = Some(write);
+    peer.options.idle_timeout = Some(UPSTREAM_IDLE);
+    Ok(Box::new(peer))
+}
+
+/// The consistent-hash input for this request, if the upstream hashes.
+fn hash_key(upstream: &Upstream, session: &Session, ctx: &RequestCtx) -> Option<Vec<u8>> {
+    match upstream.spec.hash_on.as_ref()? {
+        HashOn::Ip => ctx
+            .info
+            .client_addr
+            .map(|a| a.ip().to_string().into_bytes()),
+        HashOn::Header(name) => session
+            .req_header()
+            .headers
+            .get(name)
+            .map(|v| v.as_bytes().to_vec()),
+        HashOn::Cookie(name) => session
+            .req_header()
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then(|| v.as_bytes().to_vec())
+            }),
+    }
+}
+
+pub(super) fn route_of(ctx: &RequestCtx) -> Option<(&Snapshot, &Route)> {
+    let snapshot = ctx.snapshot.as_deref()?;
+    let route = snapshot.routes.get(ctx.route?)?;
+    Some((snapshot, route))
+}
+
+/// Counts a failure against the target just tried (passive health).
+fn record_failure(ctx: &mut RequestCtx) {
+    ctx.in_flight = None;
+    let Some(target) = ctx.target.take() else {
+        return;
+    };
+    let Some((snapshot, route)) = route_of(ctx) else {
+        return;
+    };
+    let upstream = &snapshot.upstreams[route.upstream];
+    if target.record_failure(upstream.spec.passive.as_ref()) {
+        tracing::warn!(
+            upstream = %upstream.name,
+            target = ?ctx.upstream_addr,
+            "target ejected after consecutive failures"
+        );
+    }
+}
+
+/// Whether one more try is allowed (and takes it from the budget).
+fn take_retry(ctx: &mut RequestCtx) -> bool {
+    let Some((_, route)) = route_of(ctx) else {
+        return false;
+    };
+    if ctx.retries >= route.retries.max || !route.retry_budget.withdraw() {
+        return false;
+    }
+    ctx.retries += 1;
+    true
+}
+
+/// `fail_to_connect`: nothing reached the upstream, so any method may retry.
+pub(super) fn on_connect_failure(ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    record_failure(ctx);
+    e.set_retry(take_retry(ctx));
+    e
+}
+
+/// `error_while_proxy`: the connection was made; see the module docs.
+pub(super) fn on_proxy_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+    client_reused: bool,
+) -> Box<Error> {
+    if e.esource() == &ErrorSource::Upstream {
+        record_failure(ctx);
+    }
+    let non_idempotent_ok = route_of(ctx).is_some_and(|(_, r)| r.retries.non_idempotent);
+    let method_ok = session.req_header().method.is_idempotent() || non_idempotent_ok;
+    let safe = method_ok
+        && session.is_body_empty()
+        && !ctx.response_started
+        && e.esource() == &ErrorSource::Upstream;
+    if !safe {
+        e.set_retry(false);
+        return e;
+    }
+    // A stale pooled connection failing is retried as Pingora would (it is not
+    // the target's fault and costs no budget); anything else needs the budget.
+    e.retry.decide_reuse(client_reused);
+    let retry = e.retry() || take_retry(ctx);
+    e.set_retry(retry);
+    e
+}
+
+/// A response header arrived from the target: it is alive.
+pub(super) fn on_response(ctx: &mut RequestCtx) {
+    ctx.response_started = true;
+    if let Some(t) = &ctx.target {
+        t.record_success();
+    }
+}
+
+/// The route's whole-request deadline, checked as the response body streams.
+pub(super) fn check_deadline(ctx: &RequestCtx) -> pingora::Result<()> {
+    match route_of(ctx).and_then(|(_, r)| r.timeout) {
+        Some(total) if ctx.started.elapsed() > total => Error::e_explain(
+            ErrorType::ReadTimedout,
+            "route timeout elapsed while the response streamed",
+        ),
+        _ => Ok(()),
+    }
+}
