@@ -11,6 +11,39 @@ use std::time::{Duration, Instant};
 
 pub mod echo;
 
+/// The Proxy-Wasm filters built for the tests by `build.rs`: the conformance filters of
+/// `tests/filters/` and `examples/hello-filter`.
+pub mod filters {
+    use std::path::Path;
+
+    include!(concat!(env!("OUT_DIR"), "/filters.rs"));
+
+    /// The `.wasm` of the filter package `name` (e.g. `conf-headers`).
+    ///
+    /// # Panics
+    /// When no such filter was built (a typo in a test).
+    pub fn path(name: &str) -> &'static Path {
+        FILTERS
+            .iter()
+            .find(|(built, _)| *built == name)
+            .map(|(_, path)| Path::new(*path))
+            .unwrap_or_else(|| panic!("no test filter `{name}`: see tests/filters/Cargo.toml"))
+    }
+
+    /// Copies the filter's `.wasm` into `dir` under the name cargo gave it
+    /// (`hello_filter.wasm`) and returns that name, for a config's
+    /// `plugins: {name: {path: …}}` entry relative to the config file.
+    pub fn install(name: &str, dir: &Path) -> String {
+        let built = path(name);
+        let file = built
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{name}.wasm"));
+        std::fs::copy(built, dir.join(&file)).expect("copy the filter");
+        file
+    }
+}
+
 /// The `aistack` binary built by `cargo build -p aistack-gateway` in the same
 /// profile as this test (it sits two levels above the test executable).
 pub fn aistack_bin() -> PathBuf {
@@ -72,6 +105,18 @@ impl Aistack {
     /// Writes `config` into `dir` and starts `aistack MODE` with it, waiting
     /// until the admin API (and the backend, in `up` mode) answer.
     pub async fn start(mode: &str, config: &str, ports: Ports, dir: &Path) -> Aistack {
+        Self::start_with_env(mode, config, ports, dir, &[]).await
+    }
+
+    /// Like [`Aistack::start`], with extra environment variables for the
+    /// process (for `${ENV}` in the config).
+    pub async fn start_with_env(
+        mode: &str,
+        config: &str,
+        ports: Ports,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Aistack {
         let config_path = dir.join("aistack.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let data_dir = dir.join("data");
@@ -82,6 +127,7 @@ impl Aistack {
             .arg("--data-dir")
             .arg(&data_dir)
             .env("AISTACK_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -151,7 +197,8 @@ impl Aistack {
                     .timeout(Duration::from_secs(2))
                     .send()
                     .await
-                    && r.status().is_success()
+                    // 401: the admin API is up and asks for its token.
+                    && (r.status().is_success() || r.status() == 401)
                 {
                     break;
                 }
@@ -175,6 +222,20 @@ impl Aistack {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Waits (up to 10 s) until the process has printed `needle`; the output so far
+    /// either way. Log lines reach the pipe a little after the response that followed
+    /// them, so assert on this rather than on [`output`](Self::output) right away.
+    pub async fn wait_for_output(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let output = self.output();
+            if output.contains(needle) || Instant::now() >= deadline {
+                return output;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

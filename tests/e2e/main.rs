@@ -3,4 +3,19 @@
 //! free ports with a temporary data directory.
 
 mod bad_input;
+mod flaky;
+mod headers;
+mod plugin_jwt;
+mod reload;
 mod skeleton;
+mod upstreams;
+mod wasm_bodies;
+mod wasm_callouts;
+mod wasm_common;
+mod wasm_faults;
+mod wasm_guide;
+mod wasm_headers;
+mod wasm_imports;
+mod wasm_metrics;
+mod wasm_reload;
+mod wasm_shared;

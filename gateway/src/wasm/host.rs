@@ -6,7 +6,7 @@
 //! *swaps* them in for the duration of one guest call (`std::mem::swap` with placeholder
 //! values allocated once per VM) and swaps them back afterwards; see [`HttpIo`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,6 +15,7 @@ use http::{HeaderValue, Method, Uri};
 use pingora::http::{RequestHeader, ResponseHeader};
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 
+use super::callout::{CalloutRequest, CalloutResponse, CalloutUpstreams};
 use super::types::{LocalResponse, RequestInfo};
 
 /// Who a VM runs for: fixed for the VM's life. Shared by the [`FilterInstance`] and its
@@ -31,6 +32,14 @@ pub(crate) struct PluginIdentity {
     pub(crate) configuration: Arc<[u8]>,
     /// The VM configuration (`VM_CONFIGURATION` buffer): empty for now.
     pub(crate) vm_configuration: Arc<[u8]>,
+    /// The upstreams `proxy_http_call` may name.
+    pub(crate) upstreams: Arc<CalloutUpstreams>,
+    /// The filter instance's id (keys the per-thread VM map; names a queue's owner).
+    pub(crate) filter_id: u64,
+    /// The runtime's plugin metrics (`proxy_define_metric` and friends).
+    pub(crate) metrics: Arc<super::metrics::PluginMetrics>,
+    /// The named host functions (`proxy_call_foreign_function`).
+    pub(crate) foreign: Arc<super::foreign::ForeignFunctions>,
 }
 
 /// Which guest callback is running: decides what the host functions may touch.
@@ -47,6 +56,11 @@ pub(crate) enum Phase {
     Log,
     Done,
     Delete,
+    Tick,
+    HttpCallResponse,
+    QueueReady,
+    RequestBody,
+    ResponseBody,
 }
 
 /// What the guest asked for during the call, applied by the host once the call returns
@@ -196,10 +210,21 @@ pub(crate) struct HttpIo {
     pub(crate) response_live: bool,
     pub(crate) info: InfoSlot,
     pub(crate) state: RequestState,
+    /// The body buffer of a body callback (`REQUEST_BODY` or `RESPONSE_BODY`), swapped in
+    /// like the headers; `body_live` says which one it is.
+    pub(crate) body: Vec<u8>,
+    pub(crate) body_live: Option<BodyKind>,
+}
+
+/// Which body a body callback sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    Request,
+    Response,
 }
 
 impl HttpIo {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         HttpIo {
             request: placeholder_request(),
             request_live: false,
@@ -207,6 +232,8 @@ impl HttpIo {
             response_live: false,
             info: InfoSlot::default(),
             state: RequestState::default(),
+            body: Vec::new(),
+            body_live: None,
         }
     }
 }
@@ -269,6 +296,23 @@ pub(crate) struct HostState {
     pub(crate) http: HttpIo,
     /// Reused buffer for values on their way into guest memory.
     pub(crate) scratch: Vec<u8>,
+    /// `proxy_set_tick_period_milliseconds` (`None`: no ticks).
+    pub(crate) tick_period: Option<std::time::Duration>,
+    /// Calls dispatched and not yet taken by whoever drives them (the request's chain
+    /// for HTTP contexts, the thread's tick pump for the root context).
+    pub(crate) callouts: Vec<CalloutRequest>,
+    /// The last callout token handed out (tokens are unique per VM).
+    pub(crate) last_token: u32,
+    /// The response being delivered (`proxy_on_http_call_response`).
+    pub(crate) call_response: Option<CalloutResponse>,
+    /// Shared queues this VM's root context registered (rebound when a thread adopts it).
+    pub(crate) registered_queues: Vec<u32>,
+    /// Requests paused with nothing of their own to wait for, by context (see `park`).
+    pub(crate) parked: HashMap<u32, super::park::Parked>,
+    /// The parked request whose data is lent to the running call, if any.
+    pub(crate) swapped_in: Option<u32>,
+    /// Parked requests the running call switched to (woken when it returns).
+    pub(crate) touched: Vec<u32>,
 }
 
 impl HostState {
@@ -286,6 +330,14 @@ impl HostState {
             call: CallState::default(),
             http: HttpIo::new(),
             scratch: Vec::with_capacity(256),
+            tick_period: None,
+            callouts: Vec::new(),
+            last_token: 0,
+            call_response: None,
+            registered_queues: Vec::new(),
+            parked: HashMap::new(),
+            swapped_in: None,
+            touched: Vec::new(),
         }
     }
 
@@ -297,6 +349,7 @@ impl HostState {
     /// Whether host calls act on the context the callback runs for (the headers swapped
     /// in belong to that context only).
     pub(crate) fn on_own_context(&self) -> bool {
-        self.call.effective_context_id == self.call.context_id
+        let effective = self.call.effective_context_id;
+        effective == self.call.context_id || self.swapped_in == Some(effective)
     }
 }

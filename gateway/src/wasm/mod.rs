@@ -22,7 +22,14 @@
 //!  per request (HttpFilters, on the request's thread)
 //!  on_request_headers ─→ [first call] proxy_on_context_create(ctx, root)
 //!                     ─→ proxy_on_request_headers(ctx, n, eos)   each filter, in order
+//!                     ─→ [paused for a callout] perform it on this thread,
+//!                        proxy_on_http_call_response(ctx, token, …); resumed → next
+//!                     ─→ [paused, no call] parked until another context (the root's
+//!                        on_tick / on_http_call_response) resumes or answers it
+//!  request_body ───────→ proxy_on_request_body(ctx, size, true)   whole body, buffered
 //!  on_response_headers ─→ proxy_on_response_headers(ctx, n, eos) each filter, reversed
+//!  response_body ──────→ proxy_on_response_body(ctx, size, eos)  per chunk; Pause =
+//!                        buffer until the filter continues or the stream ends
 //!  on_log ─────────────→ proxy_on_log(ctx) … then proxy_on_done, proxy_on_delete
 //!  drop without on_log ─→ proxy_on_done(ctx) → proxy_on_delete(ctx)
 //! ```
@@ -36,26 +43,38 @@
 //! One VM per (worker thread, filter instance), many HTTP contexts inside it (Envoy's
 //! model): Pingora runs with `work_stealing: false`, so a request stays on its thread.
 //! A VM that traps, overruns its deadline or runs out of memory is discarded and the
-//! next request starts a fresh one; contexts that lived in it answer as faults. VMs of
+//! next request starts a fresh one; contexts that lived in it answer as faults.
+//! A root context that asked for ticks (`proxy_set_tick_period_milliseconds`) is ticked
+//! on every thread holding a VM of its filter, from that VM's first request there on;
+//! HTTP calls the root context dispatches are performed by the same per-thread pump. VMs of
 //! filters dropped by a reload are freed by their thread shortly after.
 //!
 //! # Layout
 //!
-//! `runtime` (engine, linker, pool, epoch ticker) · `plugin` (modules, filter
-//! instances) · `vm` (one instance and its calls) · `outcome` (actions to
+//! `runtime` (engine, linker, pool, epoch ticker) · `callout` (HTTP callouts: named
+//! upstreams, performing a call) · `ticker` (per-thread `on_tick` pump and root-context
+//! calls) · `plugin` (modules, filter
+//! instances) · `vm` (one instance and its calls) · `park` (requests paused for
+//! another context) · `outcome` (actions to
 //! decisions, errors to faults) · `registry` (the per-thread VM map) ·
 //! `filters` (the per-request chain) · `host` (the Store's data) · `abi` (the host
 //! functions) · `builtin` (the embedded filters of `plugins/`).
 
 mod abi;
 mod builtin;
+mod callout;
 mod error;
 mod filters;
+mod foreign;
 mod host;
+mod metrics;
 mod outcome;
+mod park;
 mod plugin;
 mod registry;
 mod runtime;
+mod shared;
+mod ticker;
 mod types;
 mod vm;
 
@@ -63,9 +82,12 @@ mod vm;
 mod tests;
 
 pub use builtin::{builtin_module_bytes, builtin_names};
+pub use callout::{CalloutUpstreams, MAX_CALLOUT_BODY_BYTES};
 pub use error::{FaultKind, PluginFault, WasmError};
 pub use filters::HttpFilters;
+pub use foreign::{ForeignCaller, ForeignError, ForeignFunction, ForeignFunctions};
+pub use metrics::MAX_SERIES_PER_PLUGIN;
 pub use outcome::CLOSE_STREAM_DETAILS;
-pub use plugin::{FilterInstance, PluginModule};
+pub use plugin::{FilterInstance, FilterSettings, PluginModule};
 pub use runtime::{RuntimeOptions, WasmRuntime};
 pub use types::{Decision, LocalResponse, RequestInfo};

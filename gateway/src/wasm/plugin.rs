@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::{ExternType, FuncType, InstancePre, Module, ValType};
 
+use super::callout::CalloutUpstreams;
 use super::error::WasmError;
 use super::host::{HostState, PluginIdentity};
 use super::runtime::RuntimeInner;
@@ -29,6 +30,11 @@ const CALLBACKS: &[(&str, &str, &str)] = &[
     ("proxy_on_log", "i", ""),
     ("proxy_on_done", "i", "i"),
     ("proxy_on_delete", "i", ""),
+    ("proxy_on_tick", "i", ""),
+    ("proxy_on_request_body", "iii", "i"),
+    ("proxy_on_response_body", "iii", "i"),
+    ("proxy_on_http_call_response", "iiiii", ""),
+    ("proxy_on_queue_ready", "ii", ""),
 ];
 
 /// A compiled Proxy-Wasm module, ready to instantiate. Built by
@@ -39,6 +45,8 @@ pub struct PluginModule {
     pub(crate) runtime: Arc<RuntimeInner>,
     pub(crate) pre: InstancePre<HostState>,
     abi_version: &'static str,
+    /// Which body callbacks the module exports (request, response).
+    pub(crate) body_callbacks: (bool, bool),
 }
 
 impl fmt::Debug for PluginModule {
@@ -84,7 +92,12 @@ impl PluginModule {
                 plugin: Arc::clone(&plugin),
                 message: format!("{e:#}"),
             })?;
+        let body_callbacks = (
+            module.get_export("proxy_on_request_body").is_some(),
+            module.get_export("proxy_on_response_body").is_some(),
+        );
         Ok(Arc::new(PluginModule {
+            body_callbacks,
             name: plugin,
             runtime: Arc::clone(runtime),
             pre,
@@ -158,6 +171,22 @@ fn signature(func: &FuncType) -> (String, String) {
     )
 }
 
+/// How one entry of a route's filter chain configures its module.
+#[derive(Debug, Clone, Default)]
+pub struct FilterSettings {
+    /// The plugin configuration (`get_plugin_configuration`): the entry's `config` as
+    /// JSON text, empty when absent.
+    pub configuration: Vec<u8>,
+    /// The root id (`plugin_root_id`). Default: empty.
+    pub root_id: String,
+    /// The upstreams its HTTP callouts may name. Default: none.
+    pub upstreams: Arc<CalloutUpstreams>,
+    /// What a fault of the filter does to a request: `false` (default) fails it closed
+    /// (the proxy answers 500); `true` skips the filter for the rest of that request and
+    /// goes on (the route entry's `on_error: continue`). Counted either way.
+    pub fail_open: bool,
+}
+
 /// Counters of one filter instance, for tests and metrics.
 #[derive(Debug, Default)]
 pub(crate) struct FilterStats {
@@ -179,22 +208,30 @@ pub struct FilterInstance {
     pub(crate) stats: FilterStats,
     /// The VM started by `WasmRuntime::filter`, until a thread adopts it.
     pub(crate) spare: Mutex<Option<Vm>>,
+    /// See [`FilterSettings::fail_open`].
+    pub(crate) fail_open: bool,
 }
 
 impl FilterInstance {
-    pub(crate) fn new(module: &Arc<PluginModule>, configuration: Vec<u8>, root_id: &str) -> Self {
+    pub(crate) fn new(module: &Arc<PluginModule>, settings: FilterSettings) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         FilterInstance {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             module: Arc::clone(module),
             identity: Arc::new(PluginIdentity {
                 name: Arc::clone(&module.name),
-                root_id: Arc::from(root_id),
-                configuration: Arc::from(configuration),
+                root_id: Arc::from(settings.root_id),
+                configuration: Arc::from(settings.configuration),
                 vm_configuration: Arc::from(Vec::new()),
+                upstreams: settings.upstreams,
+                filter_id: id,
+                metrics: Arc::clone(&module.runtime.metrics),
+                foreign: Arc::clone(&module.runtime.foreign),
             }),
             stats: FilterStats::default(),
             spare: Mutex::new(None),
+            fail_open: settings.fail_open,
         }
     }
 

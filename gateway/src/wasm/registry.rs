@@ -14,9 +14,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
+use super::callout::{CalloutRequest, CalloutResponse};
 use super::error::{FaultKind, PluginFault};
 use super::plugin::FilterInstance;
+use super::shared::{self, QueueOwner};
+use super::ticker;
 use super::vm::{StartError, Vm};
 
 /// How often (in VM lookups) a thread looks for VMs of dropped filters.
@@ -25,6 +29,8 @@ const SWEEP_EVERY: u32 = 1024;
 struct Slot {
     owner: Weak<FilterInstance>,
     vm: Vm,
+    /// When the root context's next `proxy_on_tick` is due.
+    next_tick: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -55,11 +61,19 @@ impl Registry {
                 filter.stats.faults.fetch_add(1, Ordering::Relaxed);
             })?,
         };
+        // Queues its root context registered while starting elsewhere wake it here now.
+        let (root, queues) = vm.registered_queues();
+        if !queues.is_empty() {
+            shared::QUEUES.rebind(queues, filter.id, root);
+        }
         let slot = Slot {
             owner: Arc::downgrade(filter),
             vm,
+            next_tick: None,
         };
         self.slots.insert(filter.id, slot);
+        // Ticks and the root context's calls run on this thread from now on.
+        ticker::ensure_running();
         Ok(())
     }
 }
@@ -133,6 +147,121 @@ pub(crate) fn with_existing_vm<R>(
     })
     .ok()
     .flatten()
+}
+
+/// The root-context work of one filter: calls to perform, then deliver to its VM.
+pub(crate) type RootCalls = (Weak<FilterInstance>, Vec<CalloutRequest>);
+
+/// Runs `proxy_on_tick` on this thread's VMs whose tick is due (the first one period after
+/// the VM came to the thread), and collects the calls their root contexts dispatched.
+/// Returns those and when the next tick is due (`None`: no VM here wants ticks).
+pub(crate) fn tick_due(now: Instant) -> (Vec<RootCalls>, Option<Instant>) {
+    let mut calls = Vec::new();
+    let mut next: Option<Instant> = None;
+    let _ = VMS.try_with(|cell| {
+        let Ok(mut registry) = cell.try_borrow_mut() else {
+            return;
+        };
+        let mut failed = Vec::new();
+        for (id, slot) in &mut registry.slots {
+            let Some(filter) = slot.owner.upgrade() else {
+                continue;
+            };
+            match slot.vm.tick_period() {
+                Some(period) => {
+                    let due = *slot.next_tick.get_or_insert(now + period);
+                    let mut at = due;
+                    if due <= now {
+                        if let Err(fault) = slot.vm.tick() {
+                            log_root_fault("proxy_on_tick", &fault);
+                        }
+                        at = now + period;
+                        slot.next_tick = Some(at);
+                    }
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+                None => slot.next_tick = None,
+            }
+            let dispatched = slot.vm.take_root_callouts();
+            if !dispatched.is_empty() {
+                calls.push((Arc::downgrade(&filter), dispatched));
+            }
+            if slot.vm.failed() {
+                filter.stats.faults.fetch_add(1, Ordering::Relaxed);
+                failed.push(*id);
+            }
+        }
+        for id in failed {
+            registry.slots.remove(&id);
+        }
+    });
+    (calls, next)
+}
+
+/// Delivers a root context's call answer to this thread's VM of `filter` (if it is still
+/// the VM that dispatched it) and returns the calls dispatched meanwhile.
+pub(crate) fn deliver_root_call(
+    filter: &Arc<FilterInstance>,
+    context: u32,
+    token: u32,
+    response: CalloutResponse,
+) -> Vec<CalloutRequest> {
+    with_existing_vm(filter, |vm| {
+        if let Err(fault) = vm.root_call_response(context, token, response) {
+            log_root_fault("proxy_on_http_call_response", &fault);
+        }
+        vm.take_root_callouts()
+    })
+    .unwrap_or_default()
+}
+
+/// Hands a queue-ready notification to the thread that owns the queue's VM (a task on its
+/// single-threaded runtime); without a runtime (unit tests, a VM never adopted) it is
+/// dropped: the owner sees the items at its next dequeue.
+pub(crate) fn notify_queue_ready(owner: QueueOwner, token: u32) {
+    let Some(handle) = owner.handle else {
+        return;
+    };
+    handle.spawn(async move {
+        queue_ready(owner.filter_id, owner.root_context_id, token);
+    });
+}
+
+/// `proxy_on_queue_ready` on this thread's VM of filter `filter_id`, if it is still the
+/// VM whose root context registered the queue.
+fn queue_ready(filter_id: u64, root: u32, token: u32) {
+    let _ = VMS.try_with(|cell| {
+        let Ok(mut registry) = cell.try_borrow_mut() else {
+            return;
+        };
+        let Some(slot) = registry.slots.get_mut(&filter_id) else {
+            return;
+        };
+        let Some(filter) = slot.owner.upgrade() else {
+            return;
+        };
+        if let Err(fault) = slot.vm.queue_ready(root, token) {
+            log_root_fault("proxy_on_queue_ready", &fault);
+        }
+        let dispatched = slot.vm.take_root_callouts();
+        if slot.vm.failed() {
+            filter.stats.faults.fetch_add(1, Ordering::Relaxed);
+            registry.slots.remove(&filter_id);
+        }
+        if !dispatched.is_empty() {
+            ticker::spawn_root_calls(Arc::downgrade(&filter), dispatched);
+        }
+    });
+}
+
+fn log_root_fault(phase: &str, fault: &PluginFault) {
+    tracing::warn!(
+        plugin = &*fault.plugin,
+        kind = fault.kind.as_str(),
+        phase,
+        "plugin fault in its root context (the VM is replaced): {}",
+        fault.message
+    );
 }
 
 /// How many VMs this thread holds (tests).

@@ -6,12 +6,16 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store,
+};
 
 use super::abi;
 use super::error::WasmError;
-use super::host::HostState;
-use super::plugin::{FilterInstance, PluginModule};
+use super::foreign::ForeignFunctions;
+use super::host::{HostState, PluginIdentity};
+use super::metrics::PluginMetrics;
+use super::plugin::{FilterInstance, FilterSettings, PluginModule};
 use super::registry;
 
 /// Sizes and limits of the WASM runtime.
@@ -26,6 +30,12 @@ pub struct RuntimeOptions {
     pub call_deadline: Duration,
     /// Most linear memory one VM may use. Default: 64 MiB.
     pub memory_limit_bytes: usize,
+    /// Where plugin metrics are exported (the gateway's `/metrics` registry). Default:
+    /// none (metrics are kept and readable by plugins, exported nowhere).
+    pub metrics_registry: Option<prometheus::Registry>,
+    /// The named host functions filters may call (`proxy_call_foreign_function`).
+    /// Default: the built-ins of [`ForeignFunctions::default`].
+    pub foreign_functions: ForeignFunctions,
 }
 
 impl Default for RuntimeOptions {
@@ -35,6 +45,8 @@ impl Default for RuntimeOptions {
             max_plugins: 16,
             call_deadline: Duration::from_millis(100),
             memory_limit_bytes: 64 * 1024 * 1024,
+            metrics_registry: None,
+            foreign_functions: ForeignFunctions::default(),
         }
     }
 }
@@ -48,6 +60,9 @@ pub(crate) struct RuntimeInner {
     pub(crate) call_ticks: u64,
     /// Epoch ticks VM start-up may run.
     pub(crate) start_ticks: u64,
+    /// Every plugin metric of the process.
+    pub(crate) metrics: Arc<PluginMetrics>,
+    pub(crate) foreign: Arc<ForeignFunctions>,
     _ticker: EpochTicker,
 }
 
@@ -114,6 +129,8 @@ impl WasmRuntime {
             call_ticks: ticks(options.call_deadline, tick),
             start_ticks: ticks(start_deadline, tick),
             _ticker: EpochTicker::start(engine.clone(), tick)?,
+            metrics: Arc::new(PluginMetrics::new(options.metrics_registry.clone())),
+            foreign: Arc::new(options.foreign_functions.clone()),
             engine,
             linker,
             options,
@@ -131,6 +148,49 @@ impl WasmRuntime {
     /// The options the runtime was built with.
     pub fn options(&self) -> &RuntimeOptions {
         &self.inner.options
+    }
+
+    /// Every host function the linker defines, as (import module, name), sorted: what a
+    /// filter may import. For tooling and the import-coverage test.
+    pub fn host_functions(&self) -> Vec<(String, String)> {
+        let identity = Arc::new(PluginIdentity {
+            name: Arc::from("host-functions"),
+            root_id: Arc::from(""),
+            configuration: Arc::from(Vec::new()),
+            vm_configuration: Arc::from(Vec::new()),
+            upstreams: Arc::default(),
+            filter_id: 0,
+            metrics: Arc::clone(&self.inner.metrics),
+            foreign: Arc::clone(&self.inner.foreign),
+        });
+        let mut store = Store::new(&self.inner.engine, HostState::new(identity, 64 * 1024));
+        let mut names: Vec<(String, String)> = self
+            .inner
+            .linker
+            .iter(&mut store)
+            .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The functions `wasm` imports, as (import module, name), sorted. Compiles it (no
+    /// Proxy-Wasm checks).
+    ///
+    /// # Errors
+    /// [`WasmError::InvalidModule`] when `wasm` is not a WebAssembly module.
+    pub fn module_imports(&self, wasm: &[u8]) -> Result<Vec<(String, String)>, WasmError> {
+        let module =
+            Module::new(&self.inner.engine, wasm).map_err(|e| WasmError::InvalidModule {
+                plugin: Arc::from("module"),
+                message: format!("{e:#}"),
+            })?;
+        let mut names: Vec<(String, String)> = module
+            .imports()
+            .map(|i| (i.module().to_owned(), i.name().to_owned()))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Compiles `wasm` once and checks it is a Proxy-Wasm 0.2.x module this host can run
@@ -160,13 +220,31 @@ impl WasmRuntime {
         config: Vec<u8>,
         root_id: &str,
     ) -> Result<Arc<FilterInstance>, WasmError> {
+        let settings = FilterSettings {
+            configuration: config,
+            root_id: root_id.to_owned(),
+            ..FilterSettings::default()
+        };
+        self.filter_with(module, settings)
+    }
+
+    /// [`filter`](Self::filter) with every setting of a route entry: the upstreams its
+    /// callouts may name, and what a fault does.
+    ///
+    /// # Errors
+    /// As [`filter`](Self::filter).
+    pub fn filter_with(
+        &self,
+        module: &Arc<PluginModule>,
+        settings: FilterSettings,
+    ) -> Result<Arc<FilterInstance>, WasmError> {
         if !Arc::ptr_eq(&module.runtime, &self.inner) {
             return Err(WasmError::Runtime(format!(
                 "plugin `{}` was loaded by another WASM runtime",
                 module.name
             )));
         }
-        let filter = Arc::new(FilterInstance::new(module, config, root_id));
+        let filter = Arc::new(FilterInstance::new(module, settings));
         registry::start_spare(&filter).map_err(|e| {
             let plugin = Arc::clone(&module.name);
             let message = e.fault.message;

@@ -12,12 +12,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pingora::http::{RequestHeader, ResponseHeader};
+use tokio::sync::oneshot;
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 use super::abi::wasi::ProcExit;
+use super::callout::{CalloutRequest, CalloutResponse};
 use super::error::{FaultKind, PluginFault};
-use super::host::{HostState, Phase, RequestState};
+use super::host::{BodyKind, Deferred, HostState, Phase, RequestState};
 use super::outcome::{Stream, classify, decide};
+use super::park::Parked;
 use super::plugin::FilterInstance;
 use super::types::{Decision, RequestInfo};
 
@@ -27,6 +30,8 @@ pub(crate) struct Io<'a> {
     pub(crate) response: Option<&'a mut ResponseHeader>,
     pub(crate) info: Option<&'a RequestInfo>,
     pub(crate) state: &'a mut RequestState,
+    /// The body a body callback sees and may rewrite (`proxy_set_buffer_bytes`).
+    pub(crate) body: Option<(BodyKind, &'a mut Vec<u8>)>,
 }
 
 /// The part of a VM other threads may touch: contexts whose request was dropped on
@@ -46,6 +51,9 @@ impl VmShared {
     }
 }
 
+/// `proxy_on_http_call_response(context, token, headers, body size, trailers)`.
+type CallResponseFn = TypedFunc<(u32, u32, u32, u32, u32), ()>;
+
 /// The guest's entry points (all optional but the allocator, checked at load).
 struct Exports {
     initialize: Option<TypedFunc<(), ()>>,
@@ -59,6 +67,11 @@ struct Exports {
     log: Option<TypedFunc<u32, ()>>,
     done: Option<TypedFunc<u32, u32>>,
     delete: Option<TypedFunc<u32, ()>>,
+    tick: Option<TypedFunc<u32, ()>>,
+    request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
+    response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
+    http_call_response: Option<CallResponseFn>,
+    queue_ready: Option<TypedFunc<(u32, u32), ()>>,
 }
 
 impl Exports {
@@ -82,6 +95,11 @@ impl Exports {
             log: get(instance, store, "proxy_on_log"),
             done: get(instance, store, "proxy_on_done"),
             delete: get(instance, store, "proxy_on_delete"),
+            tick: get(instance, store, "proxy_on_tick"),
+            request_body: get(instance, store, "proxy_on_request_body"),
+            response_body: get(instance, store, "proxy_on_response_body"),
+            http_call_response: get(instance, store, "proxy_on_http_call_response"),
+            queue_ready: get(instance, store, "proxy_on_queue_ready"),
         }
     }
 }
@@ -281,7 +299,9 @@ impl Vm {
         host.limits.exceeded = false;
         self.store.set_epoch_deadline(ticks);
         let result = func.call(&mut self.store, params);
-        self.store.data_mut().call.phase = Phase::Idle;
+        let host = self.store.data_mut();
+        host.settle_parked();
+        host.call.phase = Phase::Idle;
         result
     }
 
@@ -325,6 +345,13 @@ impl Vm {
         match io.info {
             Some(info) if !http.info.present => http.info.fill(info),
             _ => http.info.present = false,
+        }
+        if let Some((kind, body)) = io.body.as_mut() {
+            mem::swap(*body, &mut http.body);
+            http.body_live = match http.body_live {
+                None => Some(*kind),
+                Some(_) => None,
+            };
         }
         mem::swap(io.state, &mut http.state);
     }
@@ -386,6 +413,35 @@ impl Vm {
         Ok(decide(action, deferred, Stream::Response))
     }
 
+    /// `proxy_on_request_body` / `proxy_on_response_body` with `io.body` as the buffer.
+    pub(crate) fn body(
+        &mut self,
+        context: u32,
+        io: &mut Io<'_>,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginFault> {
+        let Some((kind, body)) = io.body.as_ref() else {
+            return Ok(Decision::Continue);
+        };
+        let (kind, size) = (*kind, len32(body.len()));
+        let (phase, func, stream) = match kind {
+            BodyKind::Request => (
+                Phase::RequestBody,
+                self.exports.request_body.clone(),
+                Stream::Request,
+            ),
+            BodyKind::Response => (
+                Phase::ResponseBody,
+                self.exports.response_body.clone(),
+                Stream::Response,
+            ),
+        };
+        let params = (context, size, u32::from(end_of_stream));
+        let action = self.http_call(phase, context, func, params, io)?;
+        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
+        Ok(decide(action, deferred, stream))
+    }
+
     pub(crate) fn log(&mut self, context: u32, io: &mut Io<'_>) -> Result<(), PluginFault> {
         let func = self.exports.log.clone();
         self.http_call(Phase::Log, context, func, context, io)
@@ -395,6 +451,7 @@ impl Vm {
     /// `proxy_on_done` then `proxy_on_delete` (Envoy ignores on_done's answer for HTTP
     /// contexts too); the context is gone afterwards, whatever happens.
     pub(crate) fn finish(&mut self, context: u32, io: &mut Io<'_>) -> Result<(), PluginFault> {
+        self.store.data_mut().parked.remove(&context);
         if !self.store.data_mut().http_contexts.remove(&context) {
             return Ok(());
         }
@@ -403,6 +460,138 @@ impl Vm {
         let delete = self.exports.delete.clone();
         self.http_call(Phase::Delete, context, delete, context, io)
             .map(drop)
+    }
+
+    /// Parks `context`'s request: its data (lent from `io`) stays in the VM until
+    /// [`unpark`](Self::unpark); `waker` fires when a guest call touches it.
+    pub(crate) fn park(&mut self, context: u32, io: &mut Io<'_>, waker: oneshot::Sender<()>) {
+        self.lend(io);
+        let host = self.store.data_mut();
+        let mut parked = Parked::new(waker);
+        mem::swap(&mut host.http, &mut parked.io);
+        host.parked.insert(context, parked);
+    }
+
+    /// Gives a parked request its data back into `io` (shaped as it was for
+    /// [`park`](Self::park)) with what was asked for it; `None` if it was not parked here.
+    pub(crate) fn unpark(&mut self, context: u32, io: &mut Io<'_>) -> Option<Deferred> {
+        let host = self.store.data_mut();
+        let mut parked = host.parked.remove(&context)?;
+        mem::swap(&mut host.http, &mut parked.io);
+        self.lend(io);
+        Some(parked.deferred)
+    }
+
+    /// The root context's tick period, once it asked for ticks.
+    pub(crate) fn tick_period(&self) -> Option<Duration> {
+        self.store.data().tick_period
+    }
+
+    /// `proxy_on_tick` on the root context.
+    pub(crate) fn tick(&mut self) -> Result<(), PluginFault> {
+        let root = self.store.data().root_context_id;
+        match self.exports.tick.clone() {
+            Some(tick) => self.call(Phase::Tick, root, &tick, root, self.call_ticks),
+            None => Ok(()),
+        }
+    }
+
+    /// `proxy_on_queue_ready(root, token)`, if `root` is still this VM's root context.
+    pub(crate) fn queue_ready(&mut self, root: u32, token: u32) -> Result<(), PluginFault> {
+        match self.exports.queue_ready.clone() {
+            Some(ready) if root == self.store.data().root_context_id => self.call(
+                Phase::QueueReady,
+                root,
+                &ready,
+                (root, token),
+                self.call_ticks,
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The VM's root context and the shared queues it registered.
+    pub(crate) fn registered_queues(&self) -> (u32, &[u32]) {
+        let host = self.store.data();
+        (host.root_context_id, &host.registered_queues)
+    }
+
+    /// Takes the calls `context` dispatched (they are performed by its request's chain).
+    pub(crate) fn take_callouts(&mut self, context: u32) -> Vec<CalloutRequest> {
+        let queued = &mut self.store.data_mut().callouts;
+        if queued.is_empty() {
+            return Vec::new();
+        }
+        let (mine, others) = mem::take(queued)
+            .into_iter()
+            .partition(|call| call.context_id == context);
+        *queued = others;
+        mine
+    }
+
+    /// Takes the calls no live HTTP context owns (the root context's), for the tick pump.
+    pub(crate) fn take_root_callouts(&mut self) -> Vec<CalloutRequest> {
+        let host = self.store.data_mut();
+        if host.callouts.is_empty() {
+            return Vec::new();
+        }
+        let (http, root) = mem::take(&mut host.callouts)
+            .into_iter()
+            .partition(|call| host.http_contexts.contains(&call.context_id));
+        host.callouts = http;
+        root
+    }
+
+    /// Delivers a call's answer to the HTTP context that dispatched it
+    /// (`proxy_on_http_call_response`, with the request's data lent as for any callback).
+    /// The decision is `Pause` unless the callback resumed `stream` or answered.
+    pub(crate) fn http_call_response(
+        &mut self,
+        context: u32,
+        token: u32,
+        response: CalloutResponse,
+        io: &mut Io<'_>,
+        stream: Stream,
+    ) -> Result<Decision, PluginFault> {
+        let sizes = call_sizes(&response);
+        self.store.data_mut().call_response = Some(response);
+        let func = self.exports.http_call_response.clone();
+        let (headers, body, trailers) = sizes;
+        let params = (context, token, headers, body, trailers);
+        let result = self.http_call(Phase::HttpCallResponse, context, func, params, io);
+        self.store.data_mut().call_response = None;
+        result?;
+        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
+        Ok(decide(Some(1), deferred, stream))
+    }
+
+    /// Delivers a call's answer to the root context, if `context` is still this VM's root
+    /// (a replaced VM never sees its predecessor's tokens).
+    pub(crate) fn root_call_response(
+        &mut self,
+        context: u32,
+        token: u32,
+        response: CalloutResponse,
+    ) -> Result<(), PluginFault> {
+        let root = self.store.data().root_context_id;
+        let Some(func) = self.exports.http_call_response.clone() else {
+            return Ok(());
+        };
+        if context != root {
+            return Ok(());
+        }
+        let (headers, body, trailers) = call_sizes(&response);
+        self.store.data_mut().call_response = Some(response);
+        let params = (root, token, headers, body, trailers);
+        let result = self.call(
+            Phase::HttpCallResponse,
+            root,
+            &func,
+            params,
+            self.call_ticks,
+        );
+        self.store.data_mut().call_response = None;
+        result
     }
 
     /// Finishes the contexts other threads dropped for this VM.
@@ -423,6 +612,7 @@ impl Vm {
                 response: None,
                 info: None,
                 state: &mut state,
+                body: None,
             };
             if self.finish(context, &mut io).is_err() {
                 return;
@@ -449,6 +639,15 @@ impl Vm {
 fn request_header_count(req: &RequestHeader) -> u32 {
     let hosts = req.headers.get_all(http::header::HOST).iter().count();
     len32(req.headers.len() - hosts + 4)
+}
+
+/// `proxy_on_http_call_response`'s counts: headers, body bytes, trailers.
+fn call_sizes(response: &CalloutResponse) -> (u32, u32, u32) {
+    (
+        len32(response.headers.len()),
+        len32(response.body.len()),
+        len32(response.trailers.len()),
+    )
 }
 
 fn len32(len: usize) -> u32 {

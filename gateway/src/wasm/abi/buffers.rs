@@ -1,19 +1,24 @@
 //! Buffers: `proxy_get_buffer_bytes`, `proxy_get_buffer_status`, `proxy_set_buffer_bytes`.
 //!
-//! Available so far: `VM_CONFIGURATION` (always; empty) and `PLUGIN_CONFIGURATION` (during
-//! `proxy_on_configure`, as in Envoy). Body, call and foreign-function buffers answer
-//! `NotFound` until their phases exist. Configuration buffers are read-only
+//! Available so far: `VM_CONFIGURATION` (always; empty), `PLUGIN_CONFIGURATION` (during
+//! `proxy_on_configure`, as in Envoy) and `HTTP_CALL_RESPONSE_BODY` (during
+//! `proxy_on_http_call_response`, read-only), `HTTP_REQUEST_BODY` and `HTTP_RESPONSE_BODY`
+//! (during their body callback, on the callback's own context: what the host buffered so
+//! far; `proxy_set_buffer_bytes` replaces `size` bytes at `start` with the new data, as
+//! Envoy does, so `(0, len)` replaces the whole body and `(len, 0)` appends).
+//! Foreign-function buffers answer `NotFound` until foreign functions exist. Configuration buffers are read-only
 //! (`BadArgument` on write, as Envoy's constant buffers).
-
-use std::sync::Arc;
 
 use wasmtime::{Caller, Linker};
 
 use super::memory::{memory, return_scratch, slice, write_u32};
 use super::{HostResult, Status, status};
-use crate::wasm::host::{HostState, Phase};
+use crate::wasm::host::{BodyKind, HostState, Phase};
 
 const MAX_BUFFER_TYPE: u32 = 8;
+const HTTP_CALL_RESPONSE_BODY: u32 = 4;
+const HTTP_REQUEST_BODY: u32 = 0;
+const HTTP_RESPONSE_BODY: u32 = 1;
 const VM_CONFIGURATION: u32 = 6;
 const PLUGIN_CONFIGURATION: u32 = 7;
 
@@ -25,15 +30,32 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 }
 
 /// The buffer `buffer_type` names right now.
-fn buffer(host: &HostState, buffer_type: u32) -> Result<Arc<[u8]>, Status> {
+fn buffer(host: &HostState, buffer_type: u32) -> Result<&[u8], Status> {
     match buffer_type {
-        VM_CONFIGURATION => Ok(Arc::clone(&host.plugin.vm_configuration)),
+        VM_CONFIGURATION => Ok(&host.plugin.vm_configuration),
         PLUGIN_CONFIGURATION if host.call.phase == Phase::Configure => {
-            Ok(Arc::clone(&host.plugin.configuration))
+            Ok(&host.plugin.configuration)
         }
+        HTTP_REQUEST_BODY | HTTP_RESPONSE_BODY => body_kind(host, buffer_type)
+            .map(|_| host.http.body.as_slice())
+            .ok_or(Status::NotFound),
+        HTTP_CALL_RESPONSE_BODY => match &host.call_response {
+            Some(call) => Ok(&call.body),
+            None => Err(Status::NotFound),
+        },
         t if t > MAX_BUFFER_TYPE => Err(Status::BadArgument),
         _ => Err(Status::NotFound),
     }
+}
+
+/// The body `buffer_type` names, if its callback runs now on its own context.
+fn body_kind(host: &HostState, buffer_type: u32) -> Option<BodyKind> {
+    let kind = match buffer_type {
+        HTTP_REQUEST_BODY => BodyKind::Request,
+        HTTP_RESPONSE_BODY => BodyKind::Response,
+        _ => return None,
+    };
+    (host.http.body_live == Some(kind) && host.on_own_context()).then_some(kind)
 }
 
 fn get_bytes(
@@ -45,15 +67,18 @@ fn get_bytes(
     len_ptr: u32,
 ) -> HostResult {
     let host = caller.data_mut();
-    let bytes = match buffer(host, buffer_type) {
-        Ok(bytes) => bytes,
-        Err(status) => return Ok(status as u32),
-    };
-    // Envoy clamps the window to the buffer instead of failing.
-    let start = (start as usize).min(bytes.len());
-    let end = start.saturating_add(max_size as usize).min(bytes.len());
-    host.scratch.clear();
-    host.scratch.extend_from_slice(&bytes[start..end]);
+    let mut out = std::mem::take(&mut host.scratch);
+    out.clear();
+    let found = buffer(host, buffer_type).map(|bytes| {
+        // Envoy clamps the window to the buffer instead of failing.
+        let start = (start as usize).min(bytes.len());
+        let end = start.saturating_add(max_size as usize).min(bytes.len());
+        out.extend_from_slice(&bytes[start..end]);
+    });
+    host.scratch = out;
+    if let Err(status) = found {
+        return Ok(status as u32);
+    }
     Ok(status(return_scratch(&mut caller, ptr_ptr, len_ptr)?))
 }
 
@@ -78,11 +103,23 @@ fn get_status(
 fn set_bytes(
     mut caller: Caller<'_, HostState>,
     buffer_type: u32,
-    _start: u32,
-    _size: u32,
+    start: u32,
+    size: u32,
     data_ptr: u32,
     data_len: u32,
 ) -> HostResult {
+    if body_kind(caller.data(), buffer_type).is_some() {
+        let result = memory(&caller).and_then(|mem| {
+            let (data, host) = mem.data_and_store_mut(&mut caller);
+            let new = slice(data, data_ptr, data_len)?;
+            let body = &mut host.http.body;
+            let start = (start as usize).min(body.len());
+            let end = start.saturating_add(size as usize).min(body.len());
+            body.splice(start..end, new.iter().copied());
+            Ok(())
+        });
+        return Ok(status(result));
+    }
     let result = memory(&caller).and_then(|mem| {
         slice(mem.data(&caller), data_ptr, data_len)?;
         buffer(caller.data(), buffer_type).map(|_| ())
@@ -91,7 +128,7 @@ fn set_bytes(
         // The configuration buffers are read-only.
         Ok(()) => {
             caller.data_mut().call.host_note =
-                Some("proxy_set_buffer_bytes: the configuration buffers are read-only".into());
+                Some("proxy_set_buffer_bytes: this buffer is read-only".into());
             Err(Status::BadArgument)
         }
         Err(status) => Err(status),

@@ -6,8 +6,10 @@
 //! it once, as `:authority`). A map is available only during its own callback (request
 //! headers in `on_request_headers`, response headers in `on_response_headers`); elsewhere
 //! reads answer `BadArgument` (`NotFound` in `on_log`), pairs are empty and writes answer
-//! `BadArgument`: the same statuses Envoy returns. Trailers and call-response maps are not
-//! available yet.
+//! `BadArgument`: the same statuses Envoy returns. The HTTP call response's headers
+//! (`:status` first) and trailers are readable during `proxy_on_http_call_response`
+//! (read-only). Request and response trailers are never available: Pingora's proxy
+//! phases do not expose them (reads answer as outside their callback).
 
 use http::header::HOST;
 use http::{HeaderName, HeaderValue, Method};
@@ -22,6 +24,9 @@ use crate::wasm::host::{HostState, HttpIo, Phase, authority};
 const MAX_MAP_TYPE: u32 = 7;
 const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+const HTTP_CALL_RESPONSE_TRAILERS: u32 = 7;
+const READ_ONLY: &str = "the HTTP call response's headers and trailers are read-only";
 
 pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_header_map_value", get_value)?;
@@ -56,6 +61,8 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 enum Target {
     Request,
     Response,
+    CallHeaders,
+    CallTrailers,
 }
 
 /// A single-header change.
@@ -75,6 +82,8 @@ fn target(host: &HostState, map_type: u32) -> Result<Option<Target>, Status> {
     Ok(match map_type {
         REQUEST_HEADERS if own && host.http.request_live => Some(Target::Request),
         RESPONSE_HEADERS if own && host.http.response_live => Some(Target::Response),
+        HTTP_CALL_RESPONSE_HEADERS if host.call_response.is_some() => Some(Target::CallHeaders),
+        HTTP_CALL_RESPONSE_TRAILERS if host.call_response.is_some() => Some(Target::CallTrailers),
         _ => None,
     })
 }
@@ -118,6 +127,9 @@ pub(crate) fn lookup(
         None => return Err(Status::BadArgument),
         Some(Target::Request) => request_value(&host.http, key),
         Some(Target::Response) => response_value(&host.http.response, key),
+        Some(target) => call_pairs(host, target)
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+            .map(|(_, value)| value),
     };
     out.extend_from_slice(value.ok_or(Status::NotFound)?);
     Ok(())
@@ -184,6 +196,16 @@ fn response_pairs(resp: &ResponseHeader) -> impl Iterator<Item = (&[u8], &[u8])>
     )
 }
 
+/// The HTTP call response's headers or trailers (empty outside its callback).
+fn call_pairs(host: &HostState, target: Target) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let pairs = match (&host.call_response, target) {
+        (Some(call), Target::CallHeaders) => call.headers.as_slice(),
+        (Some(call), Target::CallTrailers) => call.trailers.as_slice(),
+        _ => &[],
+    };
+    pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+}
+
 fn get_pairs(
     mut caller: Caller<'_, HostState>,
     map_type: u32,
@@ -199,12 +221,15 @@ fn get_pairs(
 /// Serializes the map `map_type` into the VM's scratch buffer (empty when unavailable).
 pub(crate) fn serialize_map(host: &mut HostState, map_type: u32) -> Result<(), Status> {
     let target = target(host, map_type)?;
-    let HostState { http, scratch, .. } = host;
+    let mut out = std::mem::take(&mut host.scratch);
+    let http = &host.http;
     match target {
-        Some(Target::Request) => pairs::serialize(|| request_pairs(http), scratch),
-        Some(Target::Response) => pairs::serialize(|| response_pairs(&http.response), scratch),
-        None => scratch.clear(),
+        Some(Target::Request) => pairs::serialize(|| request_pairs(http), &mut out),
+        Some(Target::Response) => pairs::serialize(|| response_pairs(&http.response), &mut out),
+        Some(call) => pairs::serialize(|| call_pairs(host, call), &mut out),
+        None => out.clear(),
     }
+    host.scratch = out;
     Ok(())
 }
 
@@ -217,6 +242,7 @@ fn get_size(mut caller: Caller<'_, HostState>, map_type: u32, size_ptr: u32) -> 
         Ok(Some(Target::Response)) => response_pairs(&host.http.response)
             .map(|(n, v)| n.len() + v.len())
             .sum(),
+        Ok(Some(call)) => call_pairs(host, call).map(|(n, v)| n.len() + v.len()).sum(),
         Ok(None) => return Ok(Status::BadArgument as u32),
         Err(status) => return Ok(status as u32),
     };
@@ -258,6 +284,7 @@ pub(crate) fn replace_map(
                 .iter()
                 .try_for_each(|(k, v)| edit_response(resp, k, v, Edit::Add))
         }
+        Target::CallHeaders | Target::CallTrailers => Err(READ_ONLY.to_owned()),
     };
     outcome.map_err(|note| refuse(host, "proxy_set_header_map_pairs", note))
 }
@@ -290,6 +317,7 @@ pub(crate) fn edit_map(
     let outcome = match target {
         Target::Request => edit_request(&mut host.http.request, key, value, how),
         Target::Response => edit_response(&mut host.http.response, key, value, how),
+        Target::CallHeaders | Target::CallTrailers => Err(READ_ONLY.to_owned()),
     };
     outcome.map_err(|note| refuse(host, "a header map edit", note))
 }

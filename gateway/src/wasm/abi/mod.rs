@@ -8,16 +8,20 @@
 //!
 //! Layout: [`memory`] (guest memory access and the allocator), [`pairs`] (the map
 //! serialization), [`log`] (logging, clocks),
-//! [`headers`], [`buffers`], [`properties`], [`stream`] (local responses, continue/close,
+//! [`headers`], [`buffers`], [`callouts`] (ticks, HTTP calls), [`properties`], [`stream`] (local responses, continue/close,
 //! effective context), [`pending`] (not yet implemented), [`wasi`].
 
 pub(crate) mod buffers;
+pub(crate) mod callouts;
+pub(crate) mod foreign;
 pub(crate) mod headers;
 pub(crate) mod log;
 pub(crate) mod memory;
+pub(crate) mod metrics;
 pub(crate) mod pairs;
 pub(crate) mod pending;
 pub(crate) mod properties;
+pub(crate) mod shared;
 pub(crate) mod stream;
 pub(crate) mod wasi;
 
@@ -36,9 +40,7 @@ pub(crate) enum Status {
     #[allow(dead_code)] // part of the ABI; used by the gRPC calls (next slice)
     ParseFailure = 4,
     InvalidMemoryAccess = 6,
-    #[allow(dead_code)] // part of the ABI; used by the shared queues (next slice)
     Empty = 7,
-    #[allow(dead_code)] // part of the ABI; used by the shared data (next slice)
     CasMismatch = 8,
     #[allow(dead_code)] // part of the ABI; used by the callouts (next slice)
     InternalFailure = 10,
@@ -68,7 +70,11 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     log::define(&mut linker)?;
     headers::define(&mut linker)?;
     buffers::define(&mut linker)?;
+    callouts::define(&mut linker)?;
     properties::define(&mut linker)?;
+    shared::define(&mut linker)?;
+    metrics::define(&mut linker)?;
+    foreign::define(&mut linker)?;
     stream::define(&mut linker)?;
     pending::define(&mut linker)?;
     wasi::define(&mut linker, "wasi_snapshot_preview1")?;

@@ -1,11 +1,7 @@
-//! Host functions this gateway does not offer yet: timers, shared data and queues,
-//! metrics, HTTP and gRPC callouts. They answer `Unimplemented` (the Rust SDK then
+//! Host functions this gateway does not offer: gRPC calls. They answer `Unimplemented` (the Rust SDK then
 //! panics, so the plugin's VM is replaced and the fault names the function), which turns
 //! a plugin that needs them into a clear load-time error when it calls them while
 //! starting, and a clear fault otherwise.
-//!
-//! `proxy_call_foreign_function` is complete in its own way: no foreign functions are
-//! registered yet, and an unknown name answers `NotFound`, as in Envoy.
 
 use wasmtime::{Caller, Linker};
 
@@ -38,20 +34,6 @@ macro_rules! pending {
 }
 
 pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    pending!(linker, "proxy_set_tick_period_milliseconds", (period: u32));
-    pending!(linker, "proxy_get_shared_data", (a: u32, b: u32, c: u32, d: u32, e: u32));
-    pending!(linker, "proxy_set_shared_data", (a: u32, b: u32, c: u32, d: u32, e: u32));
-    pending!(linker, "proxy_register_shared_queue", (a: u32, b: u32, c: u32));
-    pending!(linker, "proxy_resolve_shared_queue", (a: u32, b: u32, c: u32, d: u32, e: u32));
-    pending!(linker, "proxy_enqueue_shared_queue", (a: u32, b: u32, c: u32));
-    pending!(linker, "proxy_dequeue_shared_queue", (a: u32, b: u32, c: u32));
-    pending!(linker, "proxy_define_metric", (a: u32, b: u32, c: u32, d: u32));
-    pending!(linker, "proxy_record_metric", (id: u32, value: u64));
-    pending!(linker, "proxy_increment_metric", (id: u32, offset: i64));
-    pending!(linker, "proxy_get_metric", (id: u32, ptr: u32));
-    pending!(linker, "proxy_http_call", (
-        a: u32, b: u32, c: u32, d: u32, e: u32, f: u32, g: u32, h: u32, i: u32, j: u32
-    ));
     pending!(linker, "proxy_grpc_call", (
         a: u32, b: u32, c: u32, d: u32, e: u32, f: u32, g: u32, h: u32, i: u32, j: u32,
         k: u32, l: u32
@@ -62,12 +44,5 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     pending!(linker, "proxy_grpc_send", (a: u32, b: u32, c: u32, d: u32));
     pending!(linker, "proxy_grpc_cancel", (token: u32));
     pending!(linker, "proxy_grpc_close", (token: u32));
-    linker.func_wrap(
-        "env",
-        "proxy_call_foreign_function",
-        |_: Caller<'_, HostState>, _: u32, _: u32, _: u32, _: u32, _: u32, _: u32| -> HostResult {
-            Ok(Status::NotFound as u32)
-        },
-    )?;
     Ok(())
 }

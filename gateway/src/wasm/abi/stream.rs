@@ -113,7 +113,7 @@ fn set_effective_context(mut caller: Caller<'_, HostState>, context_id: u32) -> 
     if !known {
         return Ok(Status::BadArgument as u32);
     }
-    host.call.effective_context_id = context_id;
+    host.switch_effective(context_id);
     Ok(Status::Ok as u32)
 }
 

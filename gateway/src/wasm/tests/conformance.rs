@@ -17,6 +17,10 @@ fn store() -> Store<HostState> {
         root_id: Arc::from(""),
         configuration: Arc::from(Vec::new()),
         vm_configuration: Arc::from(Vec::new()),
+        upstreams: Arc::default(),
+        filter_id: 0,
+        metrics: Arc::new(crate::wasm::metrics::PluginMetrics::new(None)),
+        foreign: Arc::default(),
     });
     Store::new(&runtime().inner().engine, HostState::new(identity, 1 << 20))
 }

@@ -21,6 +21,10 @@ fn host() -> HostState {
         root_id: Arc::from("root-a"),
         configuration: Arc::from(b"{}".to_vec()),
         vm_configuration: Arc::from(Vec::new()),
+        upstreams: Arc::default(),
+        filter_id: 0,
+        metrics: Arc::new(crate::wasm::metrics::PluginMetrics::new(None)),
+        foreign: Arc::default(),
     });
     HostState::new(identity, 1 << 20)
 }

@@ -1,0 +1,197 @@
+//! HTTP callouts (`proxy_http_call`): the upstreams a filter may call ([`CalloutUpstreams`],
+//! named as in the config), a dispatched call ([`CalloutRequest`]) and how it is performed
+//! ([`perform`]: HTTP/1.1 through Pingora's connector, one pool per worker thread, the
+//! call's timeout covering connect to last body byte).
+//!
+//! A call never fails the guest: a refused connection, a timeout or an oversized answer is
+//! delivered as Envoy delivers a failure — `proxy_on_http_call_response` with no headers,
+//! no body and no trailers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+
+/// Largest callout response body accepted (a larger one is a failed call).
+pub const MAX_CALLOUT_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// One upstream a filter may call: its targets, taken round robin.
+#[derive(Debug)]
+struct CalloutUpstream {
+    targets: Vec<SocketAddr>,
+    connect_timeout: Duration,
+    next: AtomicUsize,
+}
+
+/// The upstreams of the config, by name, as HTTP callouts see them. Built with the
+/// snapshot; a filter keeps the one it was configured with.
+#[derive(Debug, Default)]
+pub struct CalloutUpstreams {
+    by_name: HashMap<String, CalloutUpstream>,
+}
+
+impl CalloutUpstreams {
+    /// A directory of `(name, targets, connect timeout)`.
+    pub fn new(upstreams: impl IntoIterator<Item = (String, Vec<SocketAddr>, Duration)>) -> Self {
+        let by_name = upstreams
+            .into_iter()
+            .map(|(name, targets, connect_timeout)| {
+                let upstream = CalloutUpstream {
+                    targets,
+                    connect_timeout,
+                    next: AtomicUsize::new(0),
+                };
+                (name, upstream)
+            })
+            .collect();
+        CalloutUpstreams { by_name }
+    }
+
+    /// The config's upstreams (every resolved address of every target).
+    pub fn from_config(config: &crate::config::GatewayConfig) -> Arc<Self> {
+        Arc::new(Self::new(config.upstreams.iter().map(|u| {
+            let targets = u.targets.iter().flat_map(|t| t.resolved.clone()).collect();
+            (u.name.clone(), targets, u.connect_timeout)
+        })))
+    }
+
+    /// The next target of `name` and its connect timeout; `None` for an unknown name or
+    /// an upstream without targets.
+    pub(crate) fn pick(&self, name: &str) -> Option<(SocketAddr, Duration)> {
+        let upstream = self.by_name.get(name)?;
+        if upstream.targets.is_empty() {
+            return None;
+        }
+        let i = upstream.next.fetch_add(1, Ordering::Relaxed) % upstream.targets.len();
+        Some((upstream.targets[i], upstream.connect_timeout))
+    }
+}
+
+/// A call a guest dispatched, waiting to be performed. Pseudo-headers have been checked
+/// (`:method`, `:path`, `:authority` present) and taken out of `headers`.
+#[derive(Debug)]
+pub(crate) struct CalloutRequest {
+    /// The context that dispatched it (receives `proxy_on_http_call_response`).
+    pub(crate) context_id: u32,
+    pub(crate) token: u32,
+    pub(crate) target: SocketAddr,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) method: http::Method,
+    pub(crate) path: Vec<u8>,
+    pub(crate) authority: Vec<u8>,
+    pub(crate) headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub(crate) body: Bytes,
+    pub(crate) timeout: Duration,
+}
+
+/// What a call brought back: `headers` (`:status` first) empty when it failed.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CalloutResponse {
+    pub(crate) headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) body: Bytes,
+    pub(crate) trailers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+thread_local! {
+    /// One connection pool per worker thread: a pooled connection belongs to the runtime
+    /// (the thread) whose reactor registered it.
+    static CONNECTOR: Arc<Connector> = Arc::new(Connector::new(None));
+}
+
+/// Performs the call; a failure (connect, timeout, protocol, oversized body) is logged
+/// and returned as the empty response.
+pub(crate) async fn perform(request: CalloutRequest) -> CalloutResponse {
+    let target = request.target;
+    let timeout = request.timeout;
+    match tokio::time::timeout(timeout, exchange(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            tracing::warn!(%target, "HTTP callout failed: {error}");
+            CalloutResponse::default()
+        }
+        Err(_) => {
+            tracing::warn!(%target, "HTTP callout timed out after {} ms", timeout.as_millis());
+            CalloutResponse::default()
+        }
+    }
+}
+
+async fn exchange(request: CalloutRequest) -> Result<CalloutResponse, String> {
+    let connector = CONNECTOR.with(Arc::clone);
+    let mut peer = HttpPeer::new(request.target, false, String::new());
+    peer.options.connection_timeout = Some(request.connect_timeout.min(request.timeout));
+    peer.options.read_timeout = Some(request.timeout);
+    peer.options.write_timeout = Some(request.timeout);
+    let (mut session, _) = connector
+        .get_http_session(&peer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut header =
+        RequestHeader::build(request.method, &request.path, None).map_err(|e| e.to_string())?;
+    header
+        .insert_header(http::header::HOST, request.authority.as_slice())
+        .map_err(|e| e.to_string())?;
+    for (name, value) in request.headers {
+        header
+            .append_header(name, value)
+            .map_err(|e| e.to_string())?;
+    }
+    header
+        .insert_header(http::header::CONTENT_LENGTH, request.body.len())
+        .map_err(|e| e.to_string())?;
+    session
+        .write_request_header(Box::new(header))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !request.body.is_empty() {
+        session
+            .write_request_body(request.body, true)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    session
+        .finish_request_body()
+        .await
+        .map_err(|e| e.to_string())?;
+    session
+        .read_response_header()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut headers = Vec::new();
+    if let Some(resp) = session.response_header() {
+        headers.push((
+            b":status".to_vec(),
+            resp.status.as_str().as_bytes().to_vec(),
+        ));
+        for (name, value) in &resp.headers {
+            headers.push((name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = session
+        .read_response_body()
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if body.len() + chunk.len() > MAX_CALLOUT_BODY_BYTES {
+            return Err(format!(
+                "the response body exceeds {MAX_CALLOUT_BODY_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    connector
+        .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+        .await;
+    Ok(CalloutResponse {
+        headers,
+        body: body.freeze(),
+        trailers: Vec::new(),
+    })
+}

@@ -1,0 +1,134 @@
+//! Faults through the gateway: the `conf-faults` filter (tests/filters/conf-faults) loops
+//! forever, allocates without bound and panics on demand. A fail-closed route answers
+//! 500 JSON, a fail-open one (`on_error: continue`) skips the filter, other routes keep
+//! answering meanwhile, every fault is counted in `aistack_plugin_errors_total`, and a
+//! module declaring another ABI version is refused by `aistack validate` in one line.
+
+use aistack_e2e::echo::EchoUpstream;
+use aistack_e2e::{filters, run_cli};
+use serde_json::Value;
+
+use crate::wasm_common::{seen, start};
+
+const CONFIG: &str = concat!(
+    "upstreams:\n  echo:\n    targets: [127.0.0.1:{echo}]\n",
+    "plugins:\n  conf-faults:\n    path: {wasm}\n",
+    "routes:\n",
+    "  - name: closed\n    path: /closed\n    upstream: echo\n",
+    "    plugins:\n      - name: conf-faults\n",
+    "  - name: open\n    path: /open\n    upstream: echo\n",
+    "    plugins:\n      - name: conf-faults\n        on_error: continue\n",
+    "  - name: healthy\n    path: /healthy\n    upstream: echo\n",
+);
+
+fn errors(text: &str, kind: &str) -> u64 {
+    let series = format!("aistack_plugin_errors_total{{kind=\"{kind}\",plugin=\"conf-faults\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn faulting_filters_fail_closed_or_open_and_other_routes_keep_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let wasm = filters::install("conf-faults", dir.path());
+    let gw = start(&echo, dir.path(), 2, &CONFIG.replace("{wasm}", &wasm)).await;
+    let client = reqwest::Client::new();
+
+    // Healthy traffic runs alongside every fault.
+    let healthy = {
+        let (client, url) = (client.clone(), gw.url("/healthy/x"));
+        tokio::spawn(async move {
+            let (mut answered, mut failed) = (0u32, 0u32);
+            for _ in 0..60 {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => answered += 1,
+                    _ => failed += 1,
+                }
+            }
+            (answered, failed)
+        })
+    };
+
+    let (mut closed_500, mut open_200) = (0, 0);
+    for kind in ["loop", "alloc", "panic"] {
+        for _ in 0..2 {
+            let r = client
+                .get(gw.url(&format!("/closed/{kind}")))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 500, "{kind}: fail-closed");
+            let e: Value = r.json().await.expect("json error");
+            assert_eq!(e["error"]["code"], "plugin_error", "{kind}");
+            assert!(e["error"]["request_id"].is_string());
+            closed_500 += 1;
+
+            let r = client
+                .get(gw.url(&format!("/open/{kind}")))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 200, "{kind}: fail-open reaches the upstream");
+            let e: Value = r.json().await.expect("echo");
+            assert_eq!(seen(&e, "x-faults"), "", "{kind}: the filter was skipped");
+            open_200 += 1;
+        }
+    }
+    let (answered, failed) = healthy.await.expect("healthy task");
+    assert_eq!(
+        (answered, failed),
+        (60, 0),
+        "the healthy route never failed"
+    );
+    assert_eq!((closed_500, open_200), (6, 6));
+
+    // The VMs were replaced: the filter works again on both routes.
+    for route in ["/closed/ok", "/open/ok"] {
+        let r = client.get(gw.url(route)).send().await.expect("request");
+        assert_eq!(r.status(), 200, "{route}");
+        let e: Value = r.json().await.expect("echo");
+        assert_eq!(seen(&e, "x-faults"), "passed", "{route}");
+    }
+
+    let text = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(errors(&text, "deadline"), 4, "{text}");
+    assert_eq!(errors(&text, "out_of_memory"), 4, "{text}");
+    assert_eq!(errors(&text, "trap"), 4, "{text}");
+    // healthy + 6 fail-open + 2 recovered requests reached the upstream.
+    assert_eq!(echo.hits(), 60 + 6 + 2);
+}
+
+#[test]
+fn a_module_declaring_another_abi_version_is_refused_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A real SDK-built module whose ABI marker export is renamed to 0.1.0 (same length).
+    let wasm = std::fs::read(filters::path("conf-faults")).expect("read wasm");
+    let (from, to) = (b"proxy_abi_version_0_2_1", b"proxy_abi_version_0_1_0");
+    let at = wasm
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the module exports its ABI version");
+    let mut old = wasm.clone();
+    old[at..at + from.len()].copy_from_slice(to);
+    std::fs::write(dir.path().join("old-abi.wasm"), &old).expect("write");
+    let config = dir.path().join("aistack.yaml");
+    std::fs::write(
+        &config,
+        "upstreams:\n  echo:\n    targets: [127.0.0.1:9]\n\
+         plugins:\n  old:\n    path: old-abi.wasm\n\
+         routes:\n  - name: r\n    path: /\n    upstream: echo\n    plugins:\n      - name: old\n",
+    )
+    .expect("write config");
+    let (status, _, stderr) = run_cli(&["validate", config.to_str().expect("utf8")], dir.path());
+    assert!(!status.success(), "refused");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("0.1"), "names the ABI: {stderr}");
+}
