@@ -121,6 +121,18 @@ pub struct Db {
     dialect: Dialect,
     /// The directory of the SQLite file, if this is a file-backed SQLite database.
     sqlite_dir: Option<PathBuf>,
+    /// The URL connected to, for a dedicated PostgreSQL `LISTEN` connection.
+    url: RedactedUrl,
+}
+
+/// A connection URL whose `Debug` hides it (it may carry a password).
+#[derive(Clone)]
+struct RedactedUrl(String);
+
+impl fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Db {
@@ -157,6 +169,7 @@ impl Db {
             pool,
             dialect,
             sqlite_dir,
+            url: RedactedUrl(url),
         };
         if dialect == Dialect::Sqlite {
             db.enable_wal().await?;
@@ -180,6 +193,11 @@ impl Db {
     /// in-memory SQLite): the default home of uploaded files.
     pub fn sqlite_dir(&self) -> Option<&Path> {
         self.sqlite_dir.as_deref()
+    }
+
+    /// The URL this handle connected to (with its password, if any: never log it).
+    pub(crate) fn url(&self) -> &str {
+        &self.url.0
     }
 
     /// The pool, for this crate's stores.

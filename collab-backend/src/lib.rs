@@ -55,6 +55,7 @@ pub mod authz;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod notifications;
 mod notify;
 mod options;
 pub mod outbox;
@@ -96,7 +97,26 @@ pub async fn serve_with(
     options: BackendOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router_with(db, options))
+    let hub = notifications::hub::Hub::new();
+    let sweep = options.dispatch_sweep;
+    let mut background = vec![tokio::spawn(notifications::dispatch::run(
+        db.clone(),
+        hub.clone(),
+        sweep,
+    ))];
+    if db.dialect() == Dialect::Postgres {
+        background.push(tokio::spawn(notifications::hub::listen(
+            db.clone(),
+            hub.clone(),
+        )));
+    }
+    let served = axum::serve(listener, api::build(db, options, hub.clone()))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    // Upgraded WebSockets outlive graceful shutdown: close them, then stop the tasks.
+    hub.close();
+    for task in background {
+        task.abort();
+    }
+    served
 }

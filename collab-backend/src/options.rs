@@ -9,6 +9,10 @@ use crate::Db;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
 /// Default session lifetime: 12 hours.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Default WebSocket ping interval: 30 s.
+pub const DEFAULT_WS_HEARTBEAT: Duration = Duration::from_secs(30);
+/// Default interval of the notification dispatcher's sweep: 5 s.
+pub const DEFAULT_DISPATCH_SWEEP: Duration = Duration::from_secs(5);
 
 /// Settings of one backend instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +27,12 @@ pub struct BackendOptions {
     pub max_upload_bytes: u64,
     /// How long a sign-in session token lives. Default 12 h.
     pub session_ttl: Duration,
+    /// How often notification WebSockets are pinged; a client silent for three
+    /// intervals is disconnected. Default 30 s.
+    pub ws_heartbeat: Duration,
+    /// How often the notification dispatcher looks for pending events even when no
+    /// write on this node woke it (events written by other nodes, retries). Default 5 s.
+    pub dispatch_sweep: Duration,
 }
 
 impl BackendOptions {
@@ -33,6 +43,8 @@ impl BackendOptions {
             trust_gateway_headers: false,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             session_ttl: DEFAULT_SESSION_TTL,
+            ws_heartbeat: DEFAULT_WS_HEARTBEAT,
+            dispatch_sweep: DEFAULT_DISPATCH_SWEEP,
         }
     }
 

@@ -9,6 +9,7 @@ mod comments;
 mod common;
 mod extract;
 mod health;
+mod notifications;
 mod openapi;
 mod organizations;
 mod orgtree;
@@ -16,12 +17,18 @@ mod roles;
 mod schemas;
 mod tasks;
 mod workload;
+mod ws;
 
 use std::sync::Arc;
 
-use axum::{Router, middleware};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 
 use crate::error::ApiError;
+use crate::notifications::hub::Hub;
 use crate::{BackendOptions, Db};
 
 /// Shared by all handlers.
@@ -29,6 +36,8 @@ use crate::{BackendOptions, Db};
 pub(crate) struct AppState {
     pub db: Db,
     pub options: Arc<BackendOptions>,
+    /// Wakes the notification dispatcher; carries signals to WebSocket sessions.
+    pub hub: Hub,
 }
 
 /// The whole application for `db` with [`BackendOptions::from_env`].
@@ -43,6 +52,11 @@ pub fn router(db: Db) -> Router {
 /// Unknown paths answer 404 and known paths with the wrong method 405, both as JSON
 /// errors. JSON request bodies are limited to axum's default (2 MiB; larger → 413).
 pub fn router_with(db: Db, options: BackendOptions) -> Router {
+    build(db, options, Hub::new())
+}
+
+/// [`router_with`] sharing `hub` with the background tasks of [`crate::serve_with`].
+pub(crate) fn build(db: Db, options: BackendOptions, hub: Hub) -> Router {
     let api = all_routes();
     let document = Arc::new(openapi::document(&api.docs));
     let v1 = api.router.route(
@@ -57,10 +71,29 @@ pub fn router_with(db: Db, options: BackendOptions) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(boundary::error_boundary))
+        .layer(middleware::from_fn_with_state(
+            hub.clone(),
+            wake_after_writes,
+        ))
         .with_state(AppState {
             db,
             options: Arc::new(options),
+            hub,
         })
+}
+
+/// Wakes the notification dispatcher after every successful write: any write may have
+/// queued events, and a wasted pass is one cheap query.
+async fn wake_after_writes(State(hub): State<Hub>, request: Request, next: Next) -> Response {
+    let write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if write && response.status().is_success() {
+        hub.wake();
+    }
+    response
 }
 
 fn all_routes() -> common::Api {
@@ -73,6 +106,8 @@ fn all_routes() -> common::Api {
         .merge(tasks::routes())
         .merge(workload::routes())
         .merge(comments::routes())
+        .merge(notifications::routes())
+        .merge(ws::routes())
 }
 
 /// The documented routes as `(path, methods)`, for tests that check the document

@@ -59,4 +59,13 @@ pub(super) fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<super::comments::NewComment>()
         .schema_from::<super::comments::CommentPatch>()
         .schema_from::<super::comments::NewReaction>()
+        .schema_from::<crate::store::notifications::Notification>()
+        .schema_from::<super::notifications::UnreadCount>()
+        .schema_from::<super::notifications::MarkRead>()
+        .schema_from::<super::notifications::MarkedRead>()
+        .schema_from::<super::notifications::Channels>()
+        .schema_from::<super::notifications::Preferences>()
+        .schema_from::<super::notifications::PreferencesPatch>()
+        .schema_from::<super::notifications::ChannelsPatch>()
+        .schema_from::<super::ws::WsTicket>()
 }

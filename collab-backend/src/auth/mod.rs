@@ -55,7 +55,7 @@ impl FromRequestParts<AppState> for Caller {
             let found = store::tokens::lookup(&state.db, &secret::hash(token)).await?;
             let (user_id, token_id) =
                 found.ok_or(ApiError::Unauthenticated("invalid or expired token"))?;
-            return caller(state, user_id, Some(token_id)).await;
+            return caller_for(state, user_id, Some(token_id)).await;
         }
         if state.options.trust_gateway_headers
             && let Some(value) = parts.headers.get(CONSUMER_ID_HEADER)
@@ -65,13 +65,14 @@ impl FromRequestParts<AppState> for Caller {
                 .ok()
                 .and_then(|v| Uuid::parse_str(v.trim()).ok())
                 .ok_or(ApiError::Unauthenticated("unknown consumer"))?;
-            return caller(state, user_id, None).await;
+            return caller_for(state, user_id, None).await;
         }
         Err(ApiError::Unauthenticated("authentication required"))
     }
 }
 
-async fn caller(
+/// The [`Caller`] for `user_id` (401 when there is no such user).
+pub(crate) async fn caller_for(
     state: &AppState,
     user_id: Uuid,
     token_id: Option<Uuid>,

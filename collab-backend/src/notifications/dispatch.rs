@@ -1,0 +1,95 @@
+//! The dispatcher: pending `events` become `notifications` rows.
+//!
+//! Each event is handled in its own transaction that creates the notification (unless
+//! the recipient turned the kind off in-app, muted the workspace, or can no longer read
+//! it) and marks the event delivered. `notifications.event_id` is UNIQUE and the insert
+//! is `ON CONFLICT DO NOTHING`, so an event handled twice — a pass retried after a crash
+//! between commit and anything else, two nodes sweeping the same database — still makes
+//! one notification, and only the pass that made it signals the sessions.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::hub::{Hub, Signal};
+use crate::Db;
+use crate::authz;
+use crate::outbox::Event;
+use crate::store::{self, StoreError};
+use crate::timestamp;
+
+/// Events read per query.
+const BATCH: u32 = 100;
+
+/// Runs passes until the task is aborted: at start, whenever `hub` is woken (after a
+/// write) and every `sweep` (events written by another node, or a failed pass).
+pub(crate) async fn run(db: Db, hub: Hub, sweep: Duration) {
+    loop {
+        if let Err(e) = pass(&db, Some(&hub)).await {
+            tracing::warn!(error = %e, "notification dispatch pass failed; will retry");
+        }
+        tokio::select! {
+            () = hub.woken() => {}
+            () = tokio::time::sleep(sweep) => {}
+        }
+    }
+}
+
+/// Handles every pending event once, oldest first; returns how many notifications it
+/// created. An event that fails is counted as a failed attempt and left pending for the
+/// next pass.
+pub(crate) async fn pass(db: &Db, hub: Option<&Hub>) -> Result<usize, StoreError> {
+    let mut created = 0;
+    let mut after: Option<Uuid> = None;
+    loop {
+        let events = store::events::pending(db, after, BATCH).await?;
+        for event in &events {
+            match handle(db, hub, event).await {
+                Ok(made) => created += usize::from(made),
+                Err(e) => {
+                    tracing::warn!(event = %event.id, error = %e, "cannot dispatch event");
+                    store::events::record_attempt(db, event.id).await?;
+                }
+            }
+        }
+        match events.last() {
+            Some(last) if events.len() == BATCH as usize => after = Some(last.id),
+            _ => return Ok(created),
+        }
+    }
+}
+
+/// One event: true when it made a notification.
+async fn handle(db: &Db, hub: Option<&Hub>, event: &Event) -> Result<bool, StoreError> {
+    let user = event.recipient_id;
+    // Read before the transaction, which then only writes (a SQLite read transaction
+    // upgraded to a write can fail at once under concurrent writers).
+    let wanted = authz::can_read_workspace(db, user, event.org_id, event.workspace_id).await?
+        && store::preferences::wants(db, user, event.workspace_id, &event.kind, "in_app").await?;
+    let mut tx = db.pool().begin().await?;
+    let made = if wanted {
+        store::notifications::insert_for_event(&mut tx, event).await?
+    } else {
+        None
+    };
+    sqlx::query(
+        "UPDATE events SET delivered_at = COALESCE(delivered_at, $1), attempts = attempts + 1 \
+         WHERE id = $2",
+    )
+    .bind(timestamp::format(timestamp::now()))
+    .bind(event.id.to_string())
+    .execute(&mut *tx)
+    .await?;
+    if made.is_some()
+        && let Some(hub) = hub
+    {
+        hub.notify_in(&mut tx, db.dialect(), user).await?;
+    }
+    tx.commit().await?;
+    if made.is_some()
+        && let Some(hub) = hub
+    {
+        hub.publish_local(Signal::User(user));
+    }
+    Ok(made.is_some())
+}

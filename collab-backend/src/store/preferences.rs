@@ -1,0 +1,200 @@
+//! The `notification_preferences`, `notification_settings`, `workspace_mutes` and
+//! `ws_tickets` tables.
+
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{StoreError, uuid_at};
+use crate::Db;
+use crate::timestamp;
+
+/// A user's per-user settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `immediate`, `hourly`, `daily` or `off`.
+    pub email_mode: String,
+    /// `en` or `zh-CN`.
+    pub locale: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            email_mode: "immediate".to_owned(),
+            locale: "en".to_owned(),
+        }
+    }
+}
+
+/// The explicit `(kind, channel, enabled)` choices of `user_id` (absent ones are on).
+pub async fn choices(db: &Db, user_id: Uuid) -> Result<Vec<(String, String, bool)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kind, channel, enabled FROM notification_preferences WHERE user_id = $1",
+    )
+    .bind(user_id.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let enabled: i64 = row.try_get("enabled")?;
+            Ok((row.try_get("kind")?, row.try_get("channel")?, enabled != 0))
+        })
+        .collect()
+}
+
+/// Sets one choice.
+pub async fn set_choice(
+    db: &Db,
+    user_id: Uuid,
+    kind: &str,
+    channel: &str,
+    enabled: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, kind, channel, enabled) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id, kind, channel) DO UPDATE SET enabled = excluded.enabled",
+    )
+    .bind(user_id.to_string())
+    .bind(kind)
+    .bind(channel)
+    .bind(i64::from(enabled))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Whether `user_id` wants `kind` on `channel` and has not muted `workspace_id`.
+pub async fn wants(
+    db: &Db,
+    user_id: Uuid,
+    workspace_id: Uuid,
+    kind: &str,
+    channel: &str,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT \
+           (SELECT COUNT(*) FROM workspace_mutes WHERE user_id = $1 AND workspace_id = $2) \
+             AS muted, \
+           (SELECT COUNT(*) FROM notification_preferences \
+             WHERE user_id = $1 AND kind = $3 AND channel = $4 AND enabled = 0) AS off",
+    )
+    .bind(user_id.to_string())
+    .bind(workspace_id.to_string())
+    .bind(kind)
+    .bind(channel)
+    .fetch_one(db.pool())
+    .await?;
+    let muted: i64 = row.try_get("muted")?;
+    let off: i64 = row.try_get("off")?;
+    Ok(muted == 0 && off == 0)
+}
+
+/// `user_id`'s settings (defaults when never set).
+pub async fn settings(db: &Db, user_id: Uuid) -> Result<Settings, StoreError> {
+    let row =
+        sqlx::query("SELECT email_mode, locale FROM notification_settings WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .fetch_optional(db.pool())
+            .await?;
+    match row {
+        Some(row) => Ok(Settings {
+            email_mode: row.try_get("email_mode")?,
+            locale: row.try_get("locale")?,
+        }),
+        None => Ok(Settings::default()),
+    }
+}
+
+/// Stores `user_id`'s settings.
+pub async fn set_settings(db: &Db, user_id: Uuid, settings: &Settings) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO notification_settings (user_id, email_mode, locale, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET \
+         email_mode = excluded.email_mode, locale = excluded.locale, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(user_id.to_string())
+    .bind(&settings.email_mode)
+    .bind(&settings.locale)
+    .bind(timestamp::format(timestamp::now()))
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The workspaces `user_id` muted, in id order.
+pub async fn mutes(db: &Db, user_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT workspace_id FROM workspace_mutes WHERE user_id = $1 ORDER BY workspace_id",
+    )
+    .bind(user_id.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| uuid_at(row, "workspace_id"))
+        .collect()
+}
+
+/// Mutes (`true`) or unmutes `workspace_id` for `user_id`; idempotent.
+pub async fn set_mute(
+    db: &Db,
+    user_id: Uuid,
+    workspace_id: Uuid,
+    muted: bool,
+) -> Result<(), StoreError> {
+    let query = if muted {
+        sqlx::query(
+            "INSERT INTO workspace_mutes (user_id, workspace_id, created_at) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id.to_string())
+        .bind(workspace_id.to_string())
+        .bind(timestamp::format(timestamp::now()))
+    } else {
+        sqlx::query("DELETE FROM workspace_mutes WHERE user_id = $1 AND workspace_id = $2")
+            .bind(user_id.to_string())
+            .bind(workspace_id.to_string())
+    };
+    query.execute(db.pool()).await?;
+    Ok(())
+}
+
+/// Stores a WebSocket ticket (its hash) for `user_id`, valid until `expires_at`.
+pub async fn insert_ticket(
+    db: &Db,
+    user_id: Uuid,
+    hash: &str,
+    expires_at: &str,
+) -> Result<(), StoreError> {
+    let now = timestamp::format(timestamp::now());
+    // Expired tickets are swept here: the table stays as small as the live ones.
+    sqlx::query("DELETE FROM ws_tickets WHERE expires_at <= $1")
+        .bind(&now)
+        .execute(db.pool())
+        .await?;
+    sqlx::query(
+        "INSERT INTO ws_tickets (ticket_hash, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash)
+    .bind(user_id.to_string())
+    .bind(now)
+    .bind(expires_at)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Consumes the live ticket with `hash`: deletes it and returns its user. The delete is
+/// the claim, so two concurrent uses cannot both succeed.
+pub async fn consume_ticket(db: &Db, hash: &str) -> Result<Option<Uuid>, StoreError> {
+    let row = sqlx::query(
+        "DELETE FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > $2 RETURNING user_id",
+    )
+    .bind(hash)
+    .bind(timestamp::format(timestamp::now()))
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(|row| uuid_at(row, "user_id")).transpose()
+}
