@@ -99,8 +99,11 @@ async fn faulting_filters_fail_closed_or_open_and_other_routes_keep_answering() 
         .text()
         .await
         .expect("text");
-    assert_eq!(errors(&text, "deadline"), 4, "{text}");
-    assert_eq!(errors(&text, "out_of_memory"), 4, "{text}");
+    // The loops hit the deadline; the allocations hit the memory limit, or, on a loaded
+    // machine where growing 64 MiB takes longer than a call may, the deadline first.
+    let (deadline, oom) = (errors(&text, "deadline"), errors(&text, "out_of_memory"));
+    assert!(deadline >= 4, "{text}");
+    assert_eq!(deadline + oom, 8, "{text}");
     assert_eq!(errors(&text, "trap"), 4, "{text}");
     // healthy + 6 fail-open + 2 recovered requests reached the upstream.
     assert_eq!(echo.hits(), 60 + 6 + 2);

@@ -36,6 +36,11 @@ async fn header_maps_properties_and_local_responses_behave_as_in_envoy() {
         ":status in the response map"
     );
     assert_eq!(header(&r, "x-seen-response-code"), "200", "response.code");
+    assert_eq!(
+        header(&r, "x-seen-code-details"),
+        "via_upstream",
+        "response.code_details"
+    );
     let pairs: usize = header(&r, "x-seen-response-pairs")
         .parse()
         .expect("a count");
@@ -102,6 +107,11 @@ async fn header_maps_properties_and_local_responses_behave_as_in_envoy() {
     );
     assert_eq!(seen(&e, "x-seen-set-property"), "from-headers");
     assert_eq!(
+        seen(&e, "x-seen-request-size"),
+        "0",
+        "request.size of a GET"
+    );
+    assert_eq!(
         seen(&e, "x-seen-map-size-agrees"),
         "true",
         "proxy_get_header_map_size is the bytes of the pairs"
@@ -131,4 +141,56 @@ async fn header_maps_properties_and_local_responses_behave_as_in_envoy() {
     );
     assert_eq!(r.text().await.expect("body"), "local answer");
     assert_eq!(echo.hits(), hits);
+}
+
+/// Reads one HTTP/1.1 response from `stream` (framed by content-length or chunked) and
+/// returns its head, lower-cased.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let body = &text[end + 4..];
+            let done = if head.contains("transfer-encoding: chunked") {
+                body.ends_with("0\r\n\r\n")
+            } else if let Some(len) = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            {
+                body.len() >= len
+            } else {
+                panic!("a response without framing on a keep-alive connection: {text}");
+            };
+            if done {
+                return head.to_owned();
+            }
+        }
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the gateway closed the connection: {text}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn responses_through_a_filter_keep_the_connection_alive() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let wasm = filters::install("conf-headers", dir.path());
+    let gw = start(&echo, dir.path(), 1, &ROUTES.replace("{wasm}", &wasm)).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
+        .await
+        .expect("connect");
+    for i in 0..3 {
+        let request = format!("GET /keep/{i} HTTP/1.1\r\nhost: keep.test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let head = read_response(&mut stream).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    assert_eq!(echo.hits(), 3);
 }

@@ -96,6 +96,7 @@ impl Gateway {
             // A length always fits a header value.
             let _ = req.insert_header(http::header::CONTENT_LENGTH, body.len());
         }
+        ctx.info.request_size = Some(body.len() as u64);
         ctx.request_body = Some(Bytes::from(body));
         Ok(decision)
     }
@@ -160,14 +161,26 @@ impl Gateway {
         &self,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
+        head: bool,
     ) -> Result<()> {
         if ctx.filters.is_empty() {
             return Ok(());
         }
         ctx.info.response_code = Some(resp.status.as_u16());
-        if ctx.filters.wants_response_body() {
-            // Filters may change the body's length: send it chunked.
+        ctx.info.code_details = "via_upstream";
+        let status = resp.status;
+        let bodiless = head
+            || status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED;
+        if ctx.filters.wants_response_body() && !bodiless {
+            // Filters may change the body's length: send it chunked. Pingora does not
+            // add the framing itself for HTTP/1 clients (it would end the body by
+            // closing the connection); HTTP/2 frames bodies without it.
             resp.remove_header(&http::header::CONTENT_LENGTH);
+            if ctx.info.protocol != "HTTP/2" {
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
         }
         let decision = ctx.filters.response_headers(resp, &ctx.info, false).await;
         self.count_skipped(ctx);

@@ -71,6 +71,15 @@ impl ProxyHttp for Gateway {
         } else {
             "HTTP/1.1"
         };
+        ctx.info.request_size = if session.is_body_empty() {
+            Some(0)
+        } else {
+            session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        };
         strip_identity_headers(session.req_header_mut());
 
         let req = session.req_header();
@@ -209,11 +218,12 @@ impl ProxyHttp for Gateway {
     /// replaces the upstream's status, headers and body.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        self.response_filters(resp, ctx).await
+        let head = session.req_header().method == http::Method::HEAD;
+        self.response_filters(resp, ctx, head).await
     }
 
     /// Swaps in a replacement body chosen in `response_filter`, else runs the
@@ -310,6 +320,7 @@ impl ProxyHttp for Gateway {
             .observe(elapsed.as_secs_f64());
         if !ctx.filters.is_empty() {
             ctx.info.response_code = Some(status);
+            ctx.info.code_details = code_details(ctx.local_reply);
             ctx.filters.on_log(&ctx.info);
         }
         if self.access_log {
@@ -457,4 +468,14 @@ fn set_path(req: &mut RequestHeader, path: &str) -> Result<()> {
     })?;
     req.set_uri(uri);
     Ok(())
+}
+
+/// `response.code_details` for a reply the gateway made (`local_reply`), or the
+/// upstream's (`None`).
+fn code_details(local_reply: Option<&'static str>) -> &'static str {
+    match local_reply {
+        None => "via_upstream",
+        Some("plugin") => "wasm_local_reply",
+        Some(code) => code,
+    }
 }

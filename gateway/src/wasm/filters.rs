@@ -29,6 +29,8 @@ pub struct HttpFilters {
     state: RequestState,
     /// Faults of fail-open filters (`on_error: continue`), skipped, not yet counted.
     skipped: Vec<PluginFault>,
+    /// How many filters, from the first, have run their request-headers callback.
+    headers_seen: usize,
 }
 
 #[derive(Debug)]
@@ -95,6 +97,7 @@ impl HttpFilters {
                 .collect(),
             state: RequestState::default(),
             skipped: Vec::new(),
+            headers_seen: 0,
         }
     }
 
@@ -142,9 +145,23 @@ impl HttpFilters {
         info: &RequestInfo,
         end_of_stream: bool,
     ) -> Result<Decision, PluginFault> {
-        let mut from = 0;
+        self.request_headers_at(0, req, info, end_of_stream).await
+    }
+
+    /// [`request_headers`](Self::request_headers) from the filter at `from`. Records how
+    /// far the headers got (`headers_seen`): a filter that paused for the body stops
+    /// them there, and [`request_body`](Self::request_body) takes them on once that
+    /// filter's body callback continues.
+    async fn request_headers_at(
+        &mut self,
+        mut from: usize,
+        req: &mut RequestHeader,
+        info: &RequestInfo,
+        end_of_stream: bool,
+    ) -> Result<Decision, PluginFault> {
         loop {
             let (decision, at) = self.request_headers_from(from, req, info, end_of_stream);
+            self.headers_seen = at.map_or(self.slots.len(), |at| at + 1);
             let decision = decision?;
             let (Decision::Pause, Some(at)) = (&decision, at) else {
                 return Ok(decision);
@@ -206,6 +223,15 @@ impl HttpFilters {
         info: &RequestInfo,
     ) -> Result<Decision, PluginFault> {
         for at in 0..self.slots.len() {
+            // The headers stopped before this filter (an earlier one paused them for the
+            // body and has since continued): they go on first, as in Envoy, so that no
+            // filter sees a body without having seen the headers.
+            if self.headers_seen <= at {
+                let decision = self.request_headers_at(at, req, info, false).await?;
+                if let Decision::Respond(_) = decision {
+                    return Ok(decision);
+                }
+            }
             if !self.slots[at].filter.module.body_callbacks.0 {
                 continue;
             }
@@ -213,9 +239,12 @@ impl HttpFilters {
                 slots,
                 state,
                 skipped,
+                ..
             } = self;
+            // The request headers have not gone upstream yet (the body is read first):
+            // body callbacks may read and edit them, as in Envoy while headers wait.
             let mut io = Io {
-                request: None,
+                request: Some(&mut *req),
                 response: None,
                 info: Some(info),
                 state: &mut *state,
@@ -253,6 +282,7 @@ impl HttpFilters {
             slots,
             state,
             skipped,
+            ..
         } = self;
         let mut data: Option<Vec<u8>> = None;
         let mut late = Decision::Continue;
@@ -327,6 +357,7 @@ impl HttpFilters {
                     slots,
                     state,
                     skipped,
+                    ..
                 } = self;
                 let (request, response_header, stream) = match &mut lent {
                     Lent::Request(req) => (Some(&mut **req), None, Stream::Request),
@@ -413,6 +444,7 @@ impl HttpFilters {
             slots,
             state,
             skipped,
+            ..
         } = self;
         let mut outcome = Ok(Decision::Continue);
         let mut stopped = None;
@@ -465,6 +497,7 @@ impl HttpFilters {
             slots,
             state,
             skipped,
+            ..
         } = self;
         for (at, slot) in slots.iter_mut().enumerate().rev().skip(skip) {
             let mut io = Io {

@@ -166,6 +166,8 @@ pub(crate) struct InfoSlot {
     pub(crate) scheme: &'static str,
     pub(crate) protocol: &'static str,
     pub(crate) response_code: Option<u16>,
+    pub(crate) request_size: Option<u64>,
+    pub(crate) code_details: &'static str,
 }
 
 impl Default for InfoSlot {
@@ -180,6 +182,8 @@ impl Default for InfoSlot {
             scheme: "http",
             protocol: "HTTP/1.1",
             response_code: None,
+            request_size: None,
+            code_details: "",
         }
     }
 }
@@ -198,6 +202,8 @@ impl InfoSlot {
         self.scheme = info.scheme;
         self.protocol = info.protocol;
         self.response_code = info.response_code;
+        self.request_size = info.request_size;
+        self.code_details = info.code_details;
     }
 }
 

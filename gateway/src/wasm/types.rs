@@ -28,6 +28,13 @@ pub struct RequestInfo {
     pub protocol: &'static str,
     /// The response status once known (`response.code` outside the response phase).
     pub response_code: Option<u16>,
+    /// The request body's size once known: its `content-length`, or the length of the
+    /// body the gateway buffered (`request.size`).
+    pub request_size: Option<u64>,
+    /// Why the response is what it is (`response.code_details`): `via_upstream`,
+    /// `wasm_local_reply` (a filter answered), or the gateway's error code
+    /// (`route_not_found`, `bad_gateway`, …); empty until known.
+    pub code_details: &'static str,
 }
 
 impl RequestInfo {
@@ -42,6 +49,8 @@ impl RequestInfo {
             scheme: "http",
             protocol: "HTTP/1.1",
             response_code: None,
+            request_size: None,
+            code_details: "",
         }
     }
 }

@@ -129,6 +129,10 @@ fn request(
         [b"scheme"] => string(out, info.scheme),
         [b"protocol"] => string(out, info.protocol),
         [b"time"] => int(out, info.start.duration_since(UNIX_EPOCH).map_or(0, nanos)),
+        [b"size"] => match info.request_size {
+            Some(size) => int(out, i64::try_from(size).unwrap_or(i64::MAX)),
+            None => Err(Status::NotFound),
+        },
         [b"path"] => bytes(out, path),
         [b"url_path"] => bytes(
             out,
@@ -171,6 +175,10 @@ fn response(
         [b"code"] => match live.map(|r| r.status.as_u16()).or(info.response_code) {
             Some(code) => int(out, i64::from(code)),
             None => Err(Status::NotFound),
+        },
+        [b"code_details"] => match info.code_details {
+            "" => Err(Status::NotFound),
+            details => string(out, details),
         },
         [b"headers", name] => header(live.map(|r| &r.headers), name, out),
         _ => return None,

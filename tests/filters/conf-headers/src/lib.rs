@@ -56,7 +56,11 @@ const STRING_PROPERTIES: &[&[&str]] = &[
 ];
 
 /// Integer properties (8-byte little-endian), copied the same way in decimal.
-const INT_PROPERTIES: &[&[&str]] = &[&["source", "port"], &["destination", "port"]];
+const INT_PROPERTIES: &[&[&str]] = &[
+    &["source", "port"],
+    &["destination", "port"],
+    &["request", "size"],
+];
 
 fn header_name(path: &[&str]) -> String {
     format!("x-seen-{}", path.join("-").replace('_', "-"))
@@ -161,6 +165,13 @@ impl HttpContext for Filter {
             .get_property(vec!["response", "code"])
             .and_then(|v| int(&v));
         self.set_http_response_header("x-seen-status", Some(&status));
+        let details = self
+            .get_property(vec!["response", "code_details"])
+            .unwrap_or_default();
+        self.set_http_response_header(
+            "x-seen-code-details",
+            Some(&String::from_utf8_lossy(&details)),
+        );
         self.set_http_response_header(
             "x-seen-response-code",
             Some(&code.map(|c| c.to_string()).unwrap_or_default()),
