@@ -17,6 +17,7 @@ mod config;
 mod verify;
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -46,6 +47,8 @@ struct Shared {
     jwks_failed: bool,
     /// Request contexts paused until the first JWKS fetch lands.
     waiting: Vec<u32>,
+    /// Request contexts whose token was accepted.
+    passed: HashSet<u32>,
     /// The token of the JWKS callout in flight.
     in_flight: Option<u32>,
 }
@@ -102,8 +105,10 @@ impl Context for JwtRoot {
             if hostcalls::set_effective_context(id).is_err() {
                 continue; // the request went away while it waited
             }
-            match authorize(&state.borrow()) {
+            let decision = authorize(&state.borrow());
+            match decision {
                 Decision::Continue => {
+                    state.borrow_mut().passed.insert(id);
                     let _ = hostcalls::resume_http_request();
                 }
                 Decision::Wait => {
@@ -131,6 +136,7 @@ impl RootContext for JwtRoot {
                     jwks_keys: None,
                     jwks_failed: false,
                     waiting: Vec::new(),
+                    passed: HashSet::new(),
                     in_flight: None,
                 })));
                 true
@@ -181,7 +187,9 @@ struct JwtAuth {
 
 impl Context for JwtAuth {
     fn on_done(&mut self) -> bool {
-        self.state.borrow_mut().waiting.retain(|id| *id != self.context_id);
+        let mut s = self.state.borrow_mut();
+        s.waiting.retain(|id| *id != self.context_id);
+        s.passed.remove(&self.context_id);
         true
     }
 }
@@ -192,9 +200,34 @@ impl HttpContext for JwtAuth {
         for (_, header) in &self.state.borrow().config.forward_claims {
             self.set_http_request_header(header, None);
         }
+        self.check()
+    }
+
+    /// A body callback that continues resumes headers its filter had paused (in Envoy as
+    /// here), so the body may pass only once the token did: if the keys landed while the
+    /// body was arriving, the token is checked now.
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        let s = self.state.borrow();
+        if s.passed.contains(&self.context_id) {
+            return Action::Continue;
+        }
+        if s.waiting.contains(&self.context_id) {
+            return Action::Pause;
+        }
+        drop(s);
+        self.check()
+    }
+}
+
+impl JwtAuth {
+    /// Checks the request's token; pauses it while the keys are being fetched.
+    fn check(&mut self) -> Action {
         let decision = authorize(&self.state.borrow());
         match decision {
-            Decision::Continue => Action::Continue,
+            Decision::Continue => {
+                self.state.borrow_mut().passed.insert(self.context_id);
+                Action::Continue
+            }
             Decision::Wait => {
                 self.state.borrow_mut().waiting.push(self.context_id);
                 Action::Pause
