@@ -23,15 +23,18 @@ pub fn bench_dir() -> &'static Path {
 pub struct Tools {
     pub aistack: PathBuf,
     pub upstream: PathBuf,
+    pub pingora_bare: PathBuf,
     pub nginx: PathBuf,
     pub wrk: PathBuf,
     pub taskset: PathBuf,
+    /// `nice -n N` in front of every benchmark process (`--nice`), if not 0.
+    pub nice: Option<(PathBuf, i32)>,
 }
 
 impl Tools {
     /// `aistack` and `upstream` default to siblings of the running executable
     /// (`target/release/`); the others come from `PATH` (and `/usr/sbin` for nginx).
-    pub fn find(aistack: Option<PathBuf>) -> Result<Self> {
+    pub fn find(aistack: Option<PathBuf>, nice: i32) -> Result<Self> {
         let exe = std::env::current_exe().context("cannot locate the running executable")?;
         let dir = exe.parent().context("executable has no directory")?;
         let aistack = aistack.unwrap_or_else(|| dir.join("aistack"));
@@ -41,26 +44,45 @@ impl Tools {
                 aistack.display()
             );
         }
-        let upstream = dir.join("upstream");
-        if !upstream.is_file() {
-            bail!(
-                "{} not found; build it first: cargo build --release -p aistack-benches",
-                upstream.display()
-            );
-        }
+        let sibling = |name: &str| {
+            let path = dir.join(name);
+            if !path.is_file() {
+                bail!(
+                    "{} not found; build it: cargo build --release -p aistack-benches",
+                    path.display()
+                );
+            }
+            Ok(path)
+        };
         Ok(Self {
             aistack,
-            upstream,
+            upstream: sibling("upstream")?,
+            pingora_bare: sibling("pingora-bare")?,
             nginx: which("nginx")
                 .context("nginx not found (Debian/Ubuntu: apt-get install -y nginx-light)")?,
             wrk: which("wrk").context("wrk not found (Debian/Ubuntu: apt-get install -y wrk)")?,
             taskset: which("taskset").context("taskset not found (it is in util-linux)")?,
+            nice: match nice {
+                0 => None,
+                n => Some((
+                    which("nice").context("nice not found (it is in coreutils)")?,
+                    n,
+                )),
+            },
         })
     }
 
-    /// `taskset -c CPU program`: the program (and every thread and child it makes) runs on CPU.
+    /// `[nice -n N] taskset -c CPU program`: the program (and every thread and child it
+    /// makes) runs on CPU, at the `--nice` priority.
     pub fn pinned(&self, cpu: usize, program: &Path) -> Command {
-        let mut cmd = Command::new(&self.taskset);
+        let mut cmd = match &self.nice {
+            Some((nice, n)) => {
+                let mut cmd = Command::new(nice);
+                cmd.arg("-n").arg(n.to_string()).arg(&self.taskset);
+                cmd
+            }
+            None => Command::new(&self.taskset),
+        };
         cmd.arg("-c").arg(cpu.to_string()).arg(program);
         cmd
     }
@@ -96,8 +118,8 @@ pub struct Contender {
     pub name: &'static str,
     pub addr: SocketAddr,
     pub child: ChildId,
-    /// Where its access log lines go (with `--access-log`).
-    pub access_log: PathBuf,
+    /// Where its access log lines go (with `--access-log`); pingora-bare has none.
+    pub access_log: Option<PathBuf>,
 }
 
 /// Starts the bench upstream on `cpu` and waits until it answers.
@@ -196,7 +218,37 @@ pub async fn start_nginx(
         name: "nginx",
         addr,
         child,
-        access_log: prefix.join("access.log"),
+        access_log: Some(prefix.join("access.log")),
+    })
+}
+
+/// Starts the minimal Pingora proxy (`pingora-bare`) on `cpu`.
+pub async fn start_pingora_bare(
+    tools: &Tools,
+    children: &mut Children,
+    tmp: &Path,
+    cpu: usize,
+    addr: SocketAddr,
+    upstream: SocketAddr,
+) -> Result<Contender> {
+    let mut cmd = tools.pinned(cpu, &tools.pingora_bare);
+    cmd.arg(addr.to_string()).arg(upstream.to_string());
+    let log = tmp.join("pingora-bare.log");
+    let child = children.spawn("pingora-bare", cmd, &log, "INT")?;
+    let alive = || children.ensure_running(child);
+    probe::wait_ready(
+        "pingora-bare",
+        addr,
+        Duration::from_secs(20),
+        alive,
+        probe::upstream_ok,
+    )
+    .await?;
+    Ok(Contender {
+        name: "pingora-bare",
+        addr,
+        child,
+        access_log: None,
     })
 }
 
@@ -210,10 +262,41 @@ fn world_traversable(dir: &Path) -> Result<()> {
 #[derive(Debug, Clone, Copy)]
 pub struct AistackSpec {
     pub name: &'static str,
+    /// Names its directory in the temporary directory (several specs share a config).
+    pub id: &'static str,
     /// File name in this crate's directory.
     pub config: &'static str,
-    /// A response header the route's filters must add (proves the filter runs).
-    pub expect_header: Option<&'static str>,
+    /// The `.wasm` the config loads through `${BENCH_FILTER_WASM}`, if it loads one.
+    pub filter_wasm: Option<&'static str>,
+    /// What a reply through the route must be (proves the filter runs).
+    pub expect: Expect,
+}
+
+/// What the readiness probe requires of an AI Stack contender's reply, beyond 200.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect {
+    /// The upstream's `ok`, untouched.
+    Ok,
+    /// The upstream's `ok` and this response header (a filter added it).
+    Header(&'static str),
+    /// Exactly this body (a filter rewrote it).
+    Body(&'static [u8]),
+}
+
+impl Expect {
+    fn check(self, reply: &Reply) -> Result<()> {
+        match self {
+            Expect::Ok => probe::upstream_ok(reply),
+            Expect::Header(h) => {
+                probe::upstream_ok(reply)?;
+                if reply.header(h).is_none() {
+                    bail!("reply lacks `{h}`: is the filter on the route?")
+                }
+                Ok(())
+            }
+            Expect::Body(body) => probe::status_ok_with_body(reply, body),
+        }
+    }
 }
 
 /// Starts `aistack gateway` with `spec.config` on `cpu`; ports reach the config
@@ -230,7 +313,7 @@ pub async fn start_aistack(
     upstream: SocketAddr,
     access_log: bool,
 ) -> Result<Contender> {
-    let dir = tmp.join(spec.config.trim_end_matches(".yaml"));
+    let dir = tmp.join(spec.id);
     std::fs::create_dir(&dir)?;
     let mut cmd = tools.pinned(cpu, &tools.aistack);
     cmd.arg("gateway")
@@ -245,30 +328,24 @@ pub async fn start_aistack(
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("AISTACK_LOG");
+    if let Some(wasm) = spec.filter_wasm {
+        cmd.env("BENCH_FILTER_WASM", wasm);
+    }
     let log = dir.join("aistack.log");
     let child = children.spawn(spec.name, cmd, &log, "INT")?;
-    let check = |reply: &Reply| {
-        probe::upstream_ok(reply)?;
-        match spec.expect_header {
-            Some(h) if reply.header(h).is_none() => {
-                bail!("reply lacks `{h}`: is the filter on the route?")
-            }
-            _ => Ok(()),
-        }
-    };
     probe::wait_ready(
         spec.name,
         addr,
         Duration::from_secs(90),
         || children.ensure_running(child),
-        check,
+        |reply| spec.expect.check(reply),
     )
     .await?;
     Ok(Contender {
         name: spec.name,
         addr,
         child,
-        access_log: log,
+        access_log: Some(log),
     })
 }
 

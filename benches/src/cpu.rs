@@ -69,6 +69,18 @@ pub fn group_cpu_secs(pgid: u32) -> f64 {
     ticks as f64 / TICKS_PER_SEC
 }
 
+/// CPU seconds of this process's children that have exited and been waited for
+/// (`cutime + cstime`): how wrk's CPU is counted, since it is gone when we look.
+pub fn reaped_children_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let ticks = stat.rfind(')').and_then(|end| {
+        let fields: Vec<&str> = stat[end + 1..].split_whitespace().collect();
+        // rest starts at field 3: cutime is field 16, cstime 17.
+        Some(fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?)
+    });
+    ticks.unwrap_or(0) as f64 / TICKS_PER_SEC
+}
+
 /// `(pgrp, utime + stime)` from `/proc/PID/stat`; the command name may hold spaces
 /// and parentheses, so fields are counted after the last `)`.
 fn parse_proc_stat(stat: &str) -> Option<(u32, u64)> {

@@ -55,15 +55,50 @@ fn parse(raw: &[u8]) -> Result<Reply> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("bad status line {status_line:?}"))?;
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    let raw_body = &raw[end + 4..];
+    // A filter on the route may change the body's length, so the gateway sends it chunked.
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(raw_body)?
+    } else {
+        raw_body.to_vec()
+    };
     Ok(Reply {
         status,
         headers,
-        body: raw[end + 4..].to_vec(),
+        body,
     })
+}
+
+/// The data of a complete chunked body (no trailers expected).
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("incomplete chunk size line")?;
+        let line = std::str::from_utf8(&raw[..line_end]).context("chunk size is not UTF-8")?;
+        let hex = line.split(';').next().unwrap_or_default().trim();
+        let size =
+            usize::from_str_radix(hex, 16).with_context(|| format!("bad chunk size {line:?}"))?;
+        if size == 0 {
+            return Ok(body);
+        }
+        let data = line_end + 2;
+        let stop = data.saturating_add(size);
+        let chunk = raw.get(data..stop).context("chunk shorter than its size")?;
+        body.extend_from_slice(chunk);
+        raw = raw
+            .get(stop.saturating_add(2)..)
+            .context("chunk without its CRLF")?;
+    }
 }
 
 /// Polls `GET /` on `addr` every 50 ms until `check` accepts the reply. Before each
@@ -94,9 +129,15 @@ pub async fn wait_ready(
 
 /// The check for anything in front of the bench upstream: `200` with body `ok`.
 pub fn upstream_ok(reply: &Reply) -> Result<()> {
-    if reply.status != 200 || reply.body != b"ok" {
+    status_ok_with_body(reply, b"ok")
+}
+
+/// `200` with exactly `body`.
+pub fn status_ok_with_body(reply: &Reply, body: &[u8]) -> Result<()> {
+    if reply.status != 200 || reply.body != body {
         bail!(
-            "expected 200 \"ok\", got {} {:?}",
+            "expected 200 {:?}, got {} {:?}",
+            String::from_utf8_lossy(body),
             reply.status,
             String::from_utf8_lossy(&reply.body)
         );
@@ -116,5 +157,15 @@ mod tests {
         assert_eq!(r.header("x-request-id"), Some("abc"));
         assert!(upstream_ok(&r).is_ok());
         assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded() {
+        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nO\r\n1;x=y\r\nK\r\n0\r\n\r\n")
+            .expect("parses");
+        assert_eq!(r.body, b"OK");
+        assert!(status_ok_with_body(&r, b"OK").is_ok() && upstream_ok(&r).is_err());
+        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nOK";
+        assert!(parse(cut).is_err());
     }
 }
