@@ -415,7 +415,7 @@ pub struct RoutePluginConf {
     #[serde(default)]
     pub config: Option<serde_json::Value>,
     /// What a fault of this filter (trap, deadline, memory limit) does to a request:
-    /// `fail` (default: 500 JSON `plugin_failed`) or `continue` (the filter is skipped
+    /// `fail` (default: 500 JSON `plugin_error`) or `continue` (the filter is skipped
     /// for that request). Counted in `aistack_plugin_errors_total` either way.
     #[serde(default)]
     pub on_error: OnError,

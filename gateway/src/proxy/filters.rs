@@ -3,7 +3,7 @@
 //!
 //! - Request headers (`request_filter`): the chain runs, waiting on this thread while a
 //!   filter is paused for HTTP callouts; a local response is sent here and ends the
-//!   request; a fault answers the JSON 500 `plugin_failed`.
+//!   request; a fault answers the JSON 500 `plugin_error`.
 //! - Response headers (`response_filter`): the same, in reverse order; a local response
 //!   or fault replaces the upstream's status, headers and body (the body in
 //!   `response_body_filter`).
@@ -21,7 +21,7 @@
 //!   held, and the end of the stream flushes it. `content-length` is dropped from the
 //!   response (chunked) so that filters may change the body's length.
 //!
-//! Faults fail closed (500 JSON `plugin_failed`) unless the route entry says
+//! Faults fail closed (500 JSON `plugin_error`) unless the route entry says
 //! `on_error: continue`: the faulting filter is then skipped for the rest of the request
 //! and the chain goes on; the fault is counted in `aistack_plugin_errors_total` either way.
 //!
