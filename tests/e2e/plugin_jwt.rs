@@ -331,12 +331,16 @@ async fn jwks_keys_are_fetched_by_callout_and_the_first_requests_wait_for_them()
     let upstreams = format!("  idp:\n    targets: [127.0.0.1:{jwks_port}]\n");
     let gw = start(&echo, dir.path(), 1, &routes(&config, &upstreams)).await;
 
-    // The very first request on the worker waits for the first fetch, then passes.
-    let r = get(
-        gw.url("/secured/a"),
-        Some(&rs(&good_claims("jwks-user"), Some("jwks-rsa"))),
-    )
-    .await;
+    // The very first request on the worker waits for the first fetch, then passes; it has
+    // a body, which must wait too (the token is checked before anything goes on).
+    let r = reqwest::Client::new()
+        .post(gw.url("/secured/a"))
+        .header("x-consumer-id", "forged")
+        .bearer_auth(rs(&good_claims("jwks-user"), Some("jwks-rsa")))
+        .body("payload")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     let e: Value = r.json().await.expect("json");
     assert_eq!(seen(&e, "x-consumer-id"), "jwks-user");
@@ -369,6 +373,15 @@ async fn a_jwks_that_cannot_be_fetched_answers_503_json() {
     )
     .await;
     assert_eq!(r.status(), 503);
+    // A request with a body does not slip through while no keys are loaded.
+    let r2 = reqwest::Client::new()
+        .post(gw.url("/secured/b"))
+        .bearer_auth(rs(&good_claims("u"), Some("jwks-rsa")))
+        .body("payload")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r2.status(), 503);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "unavailable", "{body}");
     assert_eq!(echo.hits(), 0);

@@ -37,7 +37,7 @@ async fn request_and_response_bodies_are_rewritten_buffered_and_streamed() {
     assert_eq!(e["body"], "HELLO|5", "the upstream got the rewritten body");
     assert_eq!(e["headers"]["content-length"][0], "7");
 
-    // Streaming: every chunk upper-cased as it passes.
+    // Streaming: every chunk upper-cased as it passes, both ways.
     let r = client
         .post(gw.url("/stream"))
         .body("abc")
@@ -46,7 +46,24 @@ async fn request_and_response_bodies_are_rewritten_buffered_and_streamed() {
         .expect("request");
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("body");
-    assert!(text.contains("\"BODY\":\"ABC|3\""), "{text}");
+    assert!(text.contains("\"BODY\":\"ABC\""), "{text}");
+
+    // A streamed body has no buffering limit: 300 KiB pass through the filter.
+    let big = vec![b'q'; 300 * 1024];
+    let r = client
+        .post(gw.url("/stream-big"))
+        .body(big.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("body");
+    let upper = "Q".repeat(big.len());
+    assert!(
+        text.contains(&format!("\"BODY\":\"{upper}\"")),
+        "{}",
+        &text[..200]
+    );
 
     // A local response from the request-body callback: the upstream never sees it.
     let hits = echo.hits();

@@ -40,6 +40,18 @@ pub struct RequestCtx {
     pub request_body: Option<Bytes>,
     /// Set when the gateway answered by itself (for the access log).
     pub local_reply: Option<&'static str>,
+    /// The response keeps the upstream's `content-length` through the filters: bytes
+    /// that entered and left the response-body callbacks so far, which must agree at
+    /// the end (a filter that changes the length must remove `content-length` in
+    /// `on_http_response_headers`, as in Envoy).
+    pub response_length_kept: Option<(u64, u64)>,
+    /// The request body streams through the filters (`request_body_filter`); with the
+    /// client's `content-length` kept, the bytes in and out so far (they must agree).
+    pub request_streaming: Option<Option<(u64, u64)>>,
+    /// A filter answered while the request body streamed: sent by `fail_to_proxy`.
+    pub pending_local: Option<crate::wasm::LocalResponse>,
+    /// A filter faulted while the request body streamed: the error `fail_to_proxy` sends.
+    pub pending_error: Option<super::respond::ErrorReply>,
 }
 
 impl RequestCtx {
@@ -60,6 +72,10 @@ impl RequestCtx {
             replacement_body: None,
             request_body: None,
             local_reply: None,
+            response_length_kept: None,
+            request_streaming: None,
+            pending_local: None,
+            pending_error: None,
         }
     }
 

@@ -8,9 +8,13 @@
 //!   or fault replaces the upstream's status, headers and body (the body in
 //!   `response_body_filter`).
 //!
-//! - Request body: when a filter of the chain has a request-body callback, the whole body
-//!   is read here, after the headers ran and before anything goes upstream (Pingora
-//!   sends the request header before its body phase), up to
+//! - Request body, streamed: when every filter continued the headers, the body goes
+//!   upstream chunk by chunk through the filters' `proxy_on_request_body` in
+//!   `request_body_filter` (a `Pause` before the end buffers; at the end it waits or
+//!   parks). A local answer there abandons the upstream request (`fail_to_proxy` sends
+//!   it); a length change under a kept `content-length` fails the request.
+//! - Request body, buffered: when a filter paused the headers for the body, the whole
+//!   body is read here, before anything goes upstream, up to
 //!   [`MAX_BUFFERED_REQUEST_BODY`] (413 JSON past it). Filters see it in one
 //!   `proxy_on_request_body(end_of_stream = true)` call, may rewrite it, answer, or call
 //!   out; `request_body_filter` then sends it in place of the original and
@@ -18,8 +22,9 @@
 //! - Response body: streamed through the filters chunk by chunk in
 //!   `response_body_filter`, which Pingora runs synchronously after the response header
 //!   is queued. `Pause` there means buffer-then-flush: the filter's next call sees all it
-//!   held, and the end of the stream flushes it. `content-length` is dropped from the
-//!   response (chunked) so that filters may change the body's length.
+//!   held, and the end of the stream flushes it. The upstream's `content-length` stays
+//!   unless a filter removed it (then the body goes chunked), as in Envoy; a length
+//!   change under a kept `content-length` closes the connection.
 //!
 //! Faults fail closed (500 JSON `plugin_error`) unless the route entry says
 //! `on_error: continue`: the faulting filter is then skipped for the rest of the request
@@ -60,9 +65,15 @@ impl Gateway {
             .request_headers(session.req_header_mut(), &ctx.info, end_of_stream)
             .await;
         let decision = match decision {
-            Ok(Decision::Continue) | Ok(Decision::Pause)
-                if ctx.filters.wants_request_body() && !end_of_stream =>
-            {
+            // Every filter continued the headers: the body streams (request_body_filter).
+            Ok(Decision::Continue) if ctx.filters.wants_request_body() && !end_of_stream => {
+                let req = session.req_header();
+                let kept = req.headers.contains_key(http::header::CONTENT_LENGTH);
+                ctx.request_streaming = Some(kept.then_some((0, 0)));
+                Ok(Decision::Continue)
+            }
+            // A filter paused the headers for the body: read it whole first.
+            Ok(Decision::Pause) if ctx.filters.wants_request_body() && !end_of_stream => {
                 match read_body(session).await? {
                     Some(body) => self.request_body_filters(session, ctx, body).await,
                     None => {
@@ -101,6 +112,59 @@ impl Gateway {
         Ok(decision)
     }
 
+    /// One chunk of a streamed request body through the filters. A local answer is kept
+    /// for `fail_to_proxy` (the upstream request is abandoned); a fault fails it.
+    pub(super) async fn request_body_chunk(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let entered = body.as_ref().map_or(0, |b| b.len() as u64);
+        let decision = ctx
+            .filters
+            .request_body_chunk(session.req_header_mut(), body, end_of_stream, &ctx.info)
+            .await;
+        self.count_skipped(ctx);
+        match decision {
+            Ok(Decision::Respond(local)) => {
+                ctx.pending_local = Some(local);
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "a plugin answered during the request body",
+                );
+            }
+            Ok(_) => {}
+            Err(fault) => {
+                self.count_fault(&fault);
+                ctx.pending_error = Some(respond::PLUGIN_FAILED);
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "a plugin failed during the request body",
+                );
+            }
+        }
+        if let Some(Some((seen_in, seen_out))) = &mut ctx.request_streaming {
+            *seen_in += entered;
+            *seen_out += body.as_ref().map_or(0, |b| b.len() as u64);
+            if end_of_stream && seen_in != seen_out {
+                tracing::warn!(
+                    route = &*ctx.info.route_name,
+                    client_bytes = *seen_in,
+                    filtered_bytes = *seen_out,
+                    "a filter changed the request body's length but left its content-length \
+                     (remove it in on_http_request_headers): the request fails"
+                );
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "a filter changed the request body's length under a content-length",
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Sends what a request-side decision calls for. `Ok(true)`: a response was sent.
     async fn apply(
         &self,
@@ -134,8 +198,26 @@ impl Gateway {
         if !ctx.filters.wants_response_body() {
             return Ok(());
         }
+        let entered = body.as_ref().map_or(0, |b| b.len() as u64);
         let decision = ctx.filters.response_body(body, end_of_stream, &ctx.info);
         self.count_skipped(ctx);
+        if let Some((seen_in, seen_out)) = &mut ctx.response_length_kept {
+            *seen_in += entered;
+            *seen_out += body.as_ref().map_or(0, |b| b.len() as u64);
+            if end_of_stream && seen_in != seen_out {
+                tracing::warn!(
+                    route = &*ctx.info.route_name,
+                    upstream_bytes = *seen_in,
+                    filtered_bytes = *seen_out,
+                    "a filter changed the response body's length but left its content-length \
+                     (remove it in on_http_response_headers): the connection is closed"
+                );
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "a filter changed the response body's length under a content-length",
+                );
+            }
+        }
         match decision {
             Ok(Decision::Respond(local)) => {
                 tracing::warn!(
@@ -156,6 +238,21 @@ impl Gateway {
         }
     }
 
+    /// How the response body is framed once the response-header callbacks ran. As in
+    /// Envoy, the upstream's `content-length` stays unless a filter removed it (a filter
+    /// that changes the body's length must): keeping it lets Pingora send header and body
+    /// in one write. Without it, HTTP/1 clients get `transfer-encoding: chunked` (Pingora
+    /// would otherwise end the body by closing the connection); HTTP/2 frames bodies
+    /// itself.
+    fn frame_response_body(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if resp.headers.contains_key(http::header::CONTENT_LENGTH) {
+            ctx.response_length_kept = Some((0, 0));
+        } else if ctx.info.protocol != "HTTP/2" {
+            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        Ok(())
+    }
+
     /// The response side of the chain; a local response or a fault replaces `resp`.
     pub(super) async fn response_filters(
         &self,
@@ -173,19 +270,15 @@ impl Gateway {
             || status.is_informational()
             || status == http::StatusCode::NO_CONTENT
             || status == http::StatusCode::NOT_MODIFIED;
-        if ctx.filters.wants_response_body() && !bodiless {
-            // Filters may change the body's length: send it chunked. Pingora does not
-            // add the framing itself for HTTP/1 clients (it would end the body by
-            // closing the connection); HTTP/2 frames bodies without it.
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            if ctx.info.protocol != "HTTP/2" {
-                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-            }
-        }
         let decision = ctx.filters.response_headers(resp, &ctx.info, false).await;
         self.count_skipped(ctx);
         match decision {
-            Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(()),
+            Ok(Decision::Continue) | Ok(Decision::Pause) => {
+                if ctx.filters.wants_response_body() && !bodiless {
+                    self.frame_response_body(resp, ctx)?;
+                }
+                Ok(())
+            }
             Ok(Decision::Respond(local)) => {
                 ctx.local_reply = Some("plugin");
                 let body = local.body.clone();

@@ -137,7 +137,18 @@ impl ProxyHttp for Gateway {
             upstream_host: &spec.upstream_host,
             target: ctx.target_name.as_deref(),
         };
-        headers::prepare_upstream(upstream_request, &forwarding)
+        headers::prepare_upstream(upstream_request, &forwarding)?;
+        // A filter removed the length of a body that streams: frame it chunked.
+        let framed = [
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+        ]
+        .iter()
+        .any(|h| upstream_request.headers.contains_key(h));
+        if ctx.request_streaming == Some(None) && !framed {
+            upstream_request.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        Ok(())
     }
 
     /// No available target (all unhealthy or ejected): a JSON 503 written
@@ -250,11 +261,16 @@ impl ProxyHttp for Gateway {
     /// Sends the request body as the filters left it (see `request_filters`).
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.request_streaming.is_some() {
+            return self
+                .request_body_chunk(session, body, end_of_stream, ctx)
+                .await;
+        }
         if ctx.request_body.is_some() {
             *body = if end_of_stream {
                 ctx.request_body.take()
@@ -273,7 +289,21 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let reply = classify(e);
+        if let Some(local) = ctx.pending_local.take() {
+            // A filter answered while the request body streamed: the upstream request is
+            // abandoned, the client gets the answer, and the connection closes (the rest
+            // of its body is unread).
+            ctx.local_reply = Some("plugin");
+            ctx.in_flight = None;
+            session.set_keepalive(None);
+            let status = local.status;
+            let written = self.reply_local(session, ctx, local).await.is_ok();
+            return FailToProxy {
+                error_code: if written { status } else { 0 },
+                can_reuse_downstream: false,
+            };
+        }
+        let reply = ctx.pending_error.take().or_else(|| classify(e));
         let Some(reply) = reply else {
             // The client went away: nothing to write.
             return FailToProxy {

@@ -42,6 +42,8 @@ struct Slot {
     callouts: Vec<CalloutRequest>,
     /// The response body the filter holds while it buffers (it paused).
     response_buffer: Option<Vec<u8>>,
+    /// The same for a streamed request body.
+    request_buffer: Option<Vec<u8>>,
 }
 
 /// The headers a paused phase lends to the callbacks that may resume it.
@@ -93,6 +95,7 @@ impl HttpFilters {
                     finished: false,
                     callouts: Vec::new(),
                     response_buffer: None,
+                    request_buffer: None,
                 })
                 .collect(),
             state: RequestState::default(),
@@ -210,9 +213,11 @@ impl HttpFilters {
         self.slots.iter().any(|s| s.filter.module.body_callbacks.1)
     }
 
-    /// Runs each filter's `proxy_on_request_body` on the whole request body (the proxy
-    /// buffered it: `end_of_stream` is true, so a filter that pauses until the end of
-    /// the stream sees everything at once), in chain order; filters may rewrite `body`.
+    /// Runs each filter's `proxy_on_request_body` on the whole request body (buffered
+    /// mode: a filter paused the headers for it; `end_of_stream` is true, so a filter that
+    /// pauses until the end of the stream sees everything at once), in chain order;
+    /// filters may rewrite `body` and edit `req`. Filters the paused headers had not
+    /// reached get `proxy_on_request_headers` first.
     /// A filter that pauses for HTTP callouts is waited for, as in
     /// [`request_headers`](Self::request_headers); one that pauses with nothing to wait
     /// for parks the request until another context resumes it (see `park`).
@@ -260,6 +265,71 @@ impl HttpFilters {
             if let Decision::Respond(_) = decision {
                 return Ok(decision);
             }
+        }
+        Ok(Decision::Continue)
+    }
+
+    /// Runs each filter's `proxy_on_request_body` on a chunk of a request body that
+    /// streams (the headers went upstream already: every filter continued them), in
+    /// chain order, rewriting `chunk` in place. A filter that returns `Pause` before the
+    /// end of the stream buffers, as on the response side (`chunk` becomes `None`); at the
+    /// end of the stream a `Pause` waits for its calls or parks, as in the header phase.
+    /// The request headers are lent read-only in effect: edits no longer reach the
+    /// upstream. Returns `Respond` when a filter answered (the proxy abandons the upstream
+    /// request and sends the answer).
+    pub async fn request_body_chunk(
+        &mut self,
+        req: &mut RequestHeader,
+        chunk: &mut Option<Bytes>,
+        end_of_stream: bool,
+        info: &RequestInfo,
+    ) -> Result<Decision, PluginFault> {
+        let mut data: Option<Vec<u8>> = None;
+        for at in 0..self.slots.len() {
+            let slot = &mut self.slots[at];
+            if !slot.filter.module.body_callbacks.0 || slot.finished {
+                continue;
+            }
+            let mut buffer = slot.request_buffer.take().unwrap_or_default();
+            match data.take() {
+                Some(d) => buffer.extend_from_slice(&d),
+                None => buffer.extend_from_slice(chunk.as_deref().unwrap_or_default()),
+            }
+            let HttpFilters {
+                slots,
+                state,
+                skipped,
+                ..
+            } = self;
+            let mut io = Io {
+                request: Some(&mut *req),
+                response: None,
+                info: Some(info),
+                state: &mut *state,
+                body: Some((BodyKind::Request, &mut buffer)),
+            };
+            let decision = decide(&mut slots[at], skipped, &mut io, |vm, id, io| {
+                vm.body(id, io, end_of_stream)
+            })?;
+            match decision {
+                Decision::Pause if !end_of_stream => {
+                    self.slots[at].request_buffer = Some(buffer);
+                    *chunk = None;
+                    return Ok(Decision::Pause);
+                }
+                Decision::Pause => {
+                    let waited = self.wait(at, Lent::Request(&mut *req), info, true).await?;
+                    if let Decision::Respond(_) = waited {
+                        return Ok(waited);
+                    }
+                }
+                Decision::Respond(local) => return Ok(Decision::Respond(local)),
+                Decision::Continue => {}
+            }
+            data = Some(buffer);
+        }
+        if let Some(data) = data {
+            *chunk = (!data.is_empty() || end_of_stream).then(|| Bytes::from(data));
         }
         Ok(Decision::Continue)
     }

@@ -2,8 +2,10 @@
 //! `HTTP_RESPONSE_BODY` buffers, get and set), pausing until the end of the stream
 //! (buffering), streaming, and local responses from a body callback.
 //!
-//! Request: a body containing `forbidden` is answered 403 `body refused`; any other body
-//! is replaced by its upper-case text followed by `|<original size>`.
+//! Request: the headers wait for the body; a body containing `forbidden` is answered 403
+//! `body refused`; any other body is replaced by its upper-case text followed by
+//! `|<original size>`. With `stream` in the path the headers go on and each body chunk is
+//! upper-cased as it streams.
 //! Response: by default the filter pauses until the end of the stream and then wraps the
 //! whole body as `wrapped:<body>`; with `?stream` in the path it continues on every
 //! chunk and upper-cases each one as it passes.
@@ -58,13 +60,27 @@ mod raw {
 }
 
 impl HttpContext for Filter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    /// Buffered mode holds the headers until the body was seen (so a refused body never
+    /// reaches the upstream); streaming mode lets them go and the body follows chunk by
+    /// chunk.
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let path = self.get_http_request_header(":path").unwrap_or_default();
         self.streaming = path.contains("stream");
-        Action::Continue
+        if self.streaming || end_of_stream {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.streaming {
+            // Same length: the client's content-length stays right.
+            let chunk = self.get_http_request_body(0, body_size).unwrap_or_default();
+            let upper = String::from_utf8_lossy(&chunk).to_uppercase();
+            self.set_http_request_body(0, body_size, upper.as_bytes());
+            return Action::Continue;
+        }
         if !end_of_stream {
             return Action::Pause;
         }
@@ -81,6 +97,15 @@ impl HttpContext for Filter {
         }
         let rewritten = format!("{}|{}", text.to_uppercase(), body_size);
         self.set_http_request_body(0, body_size, rewritten.as_bytes());
+        Action::Continue
+    }
+
+    /// The buffered mode changes the body's length: as in Envoy, a filter that does so
+    /// removes `content-length` (the gateway then sends the body chunked).
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if !self.streaming {
+            self.set_http_response_header("content-length", None);
+        }
         Action::Continue
     }
 
