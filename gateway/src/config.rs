@@ -4,10 +4,12 @@
 
 pub mod cidr;
 pub mod error;
+pub mod limits;
 pub mod load;
 pub mod model;
 pub mod redact;
 pub mod surface;
+pub mod units;
 pub mod upstream;
 
 pub use error::{ConfigError, ConfigErrors};

@@ -5,6 +5,11 @@ use clap::Parser;
 use aistack_gateway::cli::{Cli, Command};
 use aistack_gateway::server::{self, Mode};
 
+/// mimalloc rather than glibc's allocator: the proxy allocates per request (headers,
+/// buffers) from several threads, where glibc's malloc showed up as a fifth of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {

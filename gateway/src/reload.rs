@@ -112,7 +112,8 @@ impl Reloader {
     }
 }
 
-/// Listeners, admin, backend and database settings apply at start only.
+/// Listeners, admin, backend, database, thread and plugin-limit settings apply at start
+/// only.
 fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::GatewayConfig) {
     if old.listeners != new.listeners {
         tracing::warn!("listener changes take effect after a restart (or a graceful upgrade)");
@@ -122,5 +123,9 @@ fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::Gatew
     }
     if old.database_url != new.database_url || old.server.threads != new.server.threads {
         tracing::warn!("database and thread settings take effect after a restart");
+    }
+    if old.server.plugins != new.server.plugins {
+        // They size the one plugin runtime of the process (its pool, its deadlines).
+        tracing::warn!("plugin limit changes (server.plugins) take effect after a restart");
     }
 }

@@ -44,10 +44,8 @@ pub fn validate(file: &Path) -> ExitCode {
         Ok(cfg) => cfg,
         Err(errors) => return fail_config(&errors),
     };
-    let wasm = match WasmRuntime::new(RuntimeOptions {
-        worker_threads: 1,
-        ..RuntimeOptions::default()
-    }) {
+    // One thread: the same limits, a smaller pool (nothing serves requests).
+    let wasm = match WasmRuntime::new(wasm_options(&cfg, 1, None)) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
     };
@@ -88,11 +86,7 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
     };
     let metrics = Metrics::new();
     let file = config_path.display().to_string();
-    let wasm_opts = RuntimeOptions {
-        worker_threads: cfg.server.threads,
-        metrics_registry: Some(metrics.registry().clone()),
-        ..RuntimeOptions::default()
-    };
+    let wasm_opts = wasm_options(&cfg, cfg.server.threads, Some(&metrics));
     let wasm = match WasmRuntime::new(wasm_opts) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
@@ -131,6 +125,26 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
     }
     side.shutdown();
     ExitCode::SUCCESS
+}
+
+/// The plugin runtime's options: the config's limits (`server.plugins`), a pool for
+/// `worker_threads`, and the gateway's metrics (plugin metrics, and the faults no request
+/// answers for, counted in `aistack_plugin_errors_total` beside the proxy's).
+fn wasm_options(
+    cfg: &GatewayConfig,
+    worker_threads: usize,
+    metrics: Option<&Metrics>,
+) -> RuntimeOptions {
+    let limits = &cfg.server.plugins;
+    RuntimeOptions {
+        worker_threads,
+        max_plugins: limits.max_plugins,
+        call_deadline: limits.call_deadline,
+        memory_limit_bytes: limits.memory_limit,
+        metrics_registry: metrics.map(|m| m.registry().clone()),
+        fault_counter: metrics.map(|m| m.plugin_errors.clone()),
+        ..RuntimeOptions::default()
+    }
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -161,3 +161,37 @@ async fn the_root_context_ticks_and_calls_out_from_on_tick() {
     assert!(ticks >= 3 && status == "200");
     assert!(echo.hits() >= 2, "tick calls reached the upstream");
 }
+
+#[tokio::test]
+async fn calls_a_filter_does_not_wait_for_and_calls_from_on_log_are_performed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let side = EchoUpstream::start().await;
+    let wasm = filters::install("conf-callout", dir.path());
+    let config = format!(
+        "upstreams:\n  echo:\n    targets: [127.0.0.1:{{echo}}]\n\
+         \x20 side:\n    targets: [127.0.0.1:{}]\n\
+         plugins:\n  conf-callout:\n    path: {wasm}\n\
+         routes:\n  - name: callouts\n    path: /\n    upstream: echo\n    plugins:\n\
+         \x20     - name: conf-callout\n        config: \"\"\n",
+        side.port()
+    );
+    let gw = start(&echo, dir.path(), 1, &config).await;
+    let r = reqwest::get(gw.url("/detached/side"))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200, "the request did not wait");
+    assert_eq!(echo.hits(), 1);
+    // Both calls reach the side upstream: the one from the headers phase and the one
+    // from on_log, though nothing waited for either.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while side.hits() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "side upstream saw {} calls",
+            side.hits()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(side.hits(), 2);
+}

@@ -10,11 +10,22 @@ use aistack_e2e::{Aistack, Ports, render};
 /// `routes:` and `plugins:` sections, as YAML at the top level) appended to a base config
 /// on free ports, with `worker_threads` proxy threads.
 pub async fn start(echo: &EchoUpstream, dir: &Path, threads: usize, body: &str) -> Aistack {
+    start_with_server(echo, dir, threads, "", body).await
+}
+
+/// [`start`] with more `server:` keys (`server_keys`: YAML lines indented by two spaces).
+pub async fn start_with_server(
+    echo: &EchoUpstream,
+    dir: &Path,
+    threads: usize,
+    server_keys: &str,
+    body: &str,
+) -> Aistack {
     let ports = Ports::free();
     let config = format!(
         "listeners:\n  - address: 127.0.0.1:{{proxy}}\nadmin:\n  address: 127.0.0.1:{{admin}}\n\
          backend:\n  enabled: false\n  address: 127.0.0.1:{{backend}}\n\
-         server:\n  threads: {threads}\n  grace_period: 1s\n  access_log: false\n{body}"
+         server:\n  threads: {threads}\n  grace_period: 1s\n  access_log: false\n{server_keys}{body}"
     );
     let config = render(&config, ports).replace("{echo}", &echo.port().to_string());
     Aistack::start("gateway", &config, ports, dir).await

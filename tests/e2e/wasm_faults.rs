@@ -1,14 +1,17 @@
 //! Faults through the gateway: the `conf-faults` filter (tests/filters/conf-faults) loops
 //! forever, allocates without bound and panics on demand. A fail-closed route answers
 //! 500 JSON, a fail-open one (`on_error: continue`) skips the filter, other routes keep
-//! answering meanwhile, every fault is counted in `aistack_plugin_errors_total`, and a
-//! module declaring another ABI version is refused by `aistack validate` in one line.
+//! answering meanwhile, every fault is counted in `aistack_plugin_errors_total` (a panic in
+//! the root context's `on_tick` too), the limits come from `server.plugins`, and a module
+//! declaring another ABI version is refused by `aistack validate` in one line.
+
+use std::time::{Duration, Instant};
 
 use aistack_e2e::echo::EchoUpstream;
 use aistack_e2e::{filters, run_cli};
 use serde_json::Value;
 
-use crate::wasm_common::{seen, start};
+use crate::wasm_common::{seen, start, start_with_server};
 
 const CONFIG: &str = concat!(
     "upstreams:\n  echo:\n    targets: [127.0.0.1:{echo}]\n",
@@ -107,6 +110,88 @@ async fn faulting_filters_fail_closed_or_open_and_other_routes_keep_answering() 
     assert_eq!(errors(&text, "trap"), 4, "{text}");
     // healthy + 6 fail-open + 2 recovered requests reached the upstream.
     assert_eq!(echo.hits(), 60 + 6 + 2);
+}
+
+async fn metrics(gw: &aistack_e2e::Aistack) -> String {
+    reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+const LIMITS: &str = "  plugins:\n    memory_limit: 8MiB\n    call_deadline: 30ms\n";
+
+const TICKS: &str = concat!(
+    "upstreams:\n  echo:\n    targets: [127.0.0.1:{echo}]\n",
+    "plugins:\n  conf-faults:\n    path: {wasm}\n",
+    "routes:\n",
+    "  - name: closed\n    path: /closed\n    upstream: echo\n",
+    "    plugins:\n      - name: conf-faults\n",
+    "  - name: tick\n    path: /tick\n    upstream: echo\n",
+    "    plugins:\n      - name: conf-faults\n        config: panic-on-tick\n",
+);
+
+#[tokio::test]
+async fn plugin_limits_come_from_the_yaml_and_root_context_faults_are_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let wasm = filters::install("conf-faults", dir.path());
+    let body = TICKS.replace("{wasm}", &wasm);
+    let gw = start_with_server(&echo, dir.path(), 1, LIMITS, &body).await;
+    let client = reqwest::Client::new();
+
+    // The limits of `server.plugins` are the ones the VMs run under.
+    for (kind, limit) in [
+        ("loop", "exceeded the 30 ms call deadline"),
+        ("alloc", "exceeded its memory limit of 8 MiB"),
+    ] {
+        let r = client
+            .get(gw.url(&format!("/closed/{kind}")))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 500, "{kind}");
+        let output = gw.wait_for_output(limit).await;
+        assert!(output.contains(limit), "{kind}: {output}");
+    }
+
+    // The request brings the VM to the worker thread, whose tick pump then runs `on_tick`:
+    // it panics, in the root context, with no request to answer for it.
+    let r = client.get(gw.url("/tick/x")).send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = metrics(&gw).await;
+        if errors(&text, "trap") >= 1 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        errors(&text, "trap") >= 1,
+        "the tick's panic is counted: {text}"
+    );
+    assert_eq!(errors(&text, "deadline"), 1, "{text}");
+    assert_eq!(errors(&text, "out_of_memory"), 1, "{text}");
+    let output = gw.wait_for_output("plugin fault in its root context").await;
+    assert!(output.contains("phase=\"proxy_on_tick\""), "{output}");
+
+    // They size the runtime at start: a reload says so.
+    let changed = std::fs::read_to_string(&gw.config_path)
+        .expect("read config")
+        .replace("memory_limit: 8MiB", "memory_limit: 16MiB");
+    std::fs::write(&gw.config_path, changed).expect("write config");
+    let r = client
+        .post(gw.admin_url("/config/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    let warning = "plugin limit changes (server.plugins) take effect after a restart";
+    let output = gw.wait_for_output(warning).await;
+    assert!(output.contains(warning), "{output}");
 }
 
 #[test]

@@ -56,7 +56,11 @@ pub struct ServerSettings {
     pub watch: bool,
     pub watch_interval: Duration,
     pub trusted_proxies: Vec<super::cidr::Cidr>,
+    /// `server.plugins`: what the plugin runtime is built with (at start only).
+    pub plugins: PluginLimits,
 }
+
+pub use super::limits::PluginLimits;
 
 pub use super::upstream::{HashOn, HealthCheckSpec, PassiveSpec, TargetSpec, UpstreamSpec};
 
@@ -186,6 +190,7 @@ pub(super) fn validate(
         Some(t) => t.value,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    let plugin_limits = super::limits::plugin_limits(&mut d, &file.server.plugins, threads);
 
     let trusted_proxies = file
         .server
@@ -295,6 +300,7 @@ pub(super) fn validate(
             watch: file.server.watch,
             watch_interval: file.server.watch_interval.max(Duration::from_millis(50)),
             trusted_proxies,
+            plugins: plugin_limits,
         },
         upstreams,
         routes,

@@ -59,6 +59,11 @@ fn render(cfg: &GatewayConfig) -> Value {
             "watch": cfg.server.watch,
             "watch_interval": humantime::format_duration(cfg.server.watch_interval).to_string(),
             "trusted_proxies": cfg.server.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "plugins": {
+                "memory_limit": cfg.server.plugins.memory_limit,
+                "call_deadline": dur(cfg.server.plugins.call_deadline),
+                "max_plugins": cfg.server.plugins.max_plugins,
+            },
         },
         "upstreams": cfg.upstreams.iter().map(|u| (u.name.clone(), upstream(u))).collect::<serde_json::Map<_, _>>(),
         "routes": cfg.routes.iter().map(|r| route(cfg, r)).collect::<Vec<_>>(),

@@ -8,6 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::units::{ByteSize, HumanDuration};
+use crate::wasm::RuntimeOptions;
+
 /// The whole `aistack.yaml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +26,7 @@ pub struct ConfigFile {
     pub database: DatabaseConf,
     #[serde(default)]
     pub redis: Option<RedisConf>,
-    /// Process-wide runtime options (threads, logging, shutdown).
+    /// Process-wide runtime options (threads, logging, shutdown, plugin limits).
     #[serde(default)]
     pub server: ServerConf,
     #[serde(default)]
@@ -141,6 +144,9 @@ pub struct ServerConf {
     /// believed and extended; from anyone else they are replaced. Default none.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// Limits of the plugin runtime. Defaults: see [`PluginLimitsConf`].
+    #[serde(default)]
+    pub plugins: PluginLimitsConf,
 }
 
 impl Default for ServerConf {
@@ -153,8 +159,53 @@ impl Default for ServerConf {
             watch: true,
             watch_interval: default_watch_interval(),
             trusted_proxies: Vec::new(),
+            plugins: PluginLimitsConf::default(),
         }
     }
+}
+
+/// `server.plugins`: the limits every Proxy-Wasm VM runs under. They live under `server`
+/// beside `threads` because, like it, they size the process's plugin runtime (one per
+/// process, built at start: a change needs a restart); the top-level `plugins` names
+/// modules. Their defaults and bounds are those of [`RuntimeOptions`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimitsConf {
+    /// Most linear memory one VM may use: bytes, or with `KiB`, `MiB`, `GiB`. Past it,
+    /// a fault `out_of_memory`. Default `64MiB`; 64KiB to 4GiB.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: Spanned<ByteSize>,
+    /// Longest one callback may run; past it, a fault `deadline`. Default `100ms`; 1ms
+    /// to 10s.
+    #[serde(default = "default_call_deadline")]
+    pub call_deadline: Spanned<HumanDuration>,
+    /// Plugin entries (of all routes, built-ins included) the pool of VMs is sized for:
+    /// `(threads + 2) × max_plugins × 2` VMs. Default 16.
+    #[serde(default = "default_max_plugins")]
+    pub max_plugins: Spanned<usize>,
+}
+
+impl Default for PluginLimitsConf {
+    fn default() -> Self {
+        Self {
+            memory_limit: default_memory_limit(),
+            call_deadline: default_call_deadline(),
+            max_plugins: default_max_plugins(),
+        }
+    }
+}
+
+fn default_memory_limit() -> Spanned<ByteSize> {
+    let bytes = RuntimeOptions::DEFAULT_MEMORY_LIMIT;
+    unspanned(ByteSize(u64::try_from(bytes).unwrap_or(u64::MAX)))
+}
+
+fn default_call_deadline() -> Spanned<HumanDuration> {
+    unspanned(HumanDuration(RuntimeOptions::DEFAULT_CALL_DEADLINE))
+}
+
+fn default_max_plugins() -> Spanned<usize> {
+    unspanned(RuntimeOptions::DEFAULT_MAX_PLUGINS)
 }
 
 fn default_grace() -> Duration {
@@ -457,11 +508,7 @@ mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            D::Error::custom(format!(
-                "invalid duration `{text}` ({e}); expected e.g. `500ms`, `2s`, `1m`"
-            ))
-        })
+        super::super::units::parse_duration(&text).map_err(D::Error::custom)
     }
 
     pub mod option {

@@ -185,3 +185,88 @@ fn env_interpolation_and_overrides() {
         load("admin:\n  # token: ${NOT_SET}\n  address: 127.0.0.1:9080 # ${NOT_SET_EITHER}\n");
     assert!(commented.is_ok(), "{:?}", commented.err());
 }
+
+#[test]
+fn plugin_limits_default_and_are_read() {
+    let limits = load(MINIMAL).expect("valid").server.plugins;
+    assert_eq!(limits.memory_limit, 64 << 20);
+    assert_eq!(limits.call_deadline, std::time::Duration::from_millis(100));
+    assert_eq!(limits.max_plugins, 16);
+    let text = format!(
+        "server:\n  threads: 2\n  plugins:\n    memory_limit: 8MiB\n    call_deadline: 250ms\n    max_plugins: 40\n{MINIMAL}"
+    );
+    let limits = load(&text).expect("valid").server.plugins;
+    assert_eq!(limits.memory_limit, 8 << 20);
+    assert_eq!(limits.call_deadline, std::time::Duration::from_millis(250));
+    assert_eq!(limits.max_plugins, 40);
+    let bytes = load("server:\n  plugins: { memory_limit: 1048576 }\n").expect("valid");
+    assert_eq!(
+        bytes.server.plugins.memory_limit,
+        1 << 20,
+        "a plain number is bytes"
+    );
+}
+
+#[test]
+fn plugin_limits_out_of_range_are_all_reported_at_their_keys() {
+    let e = load_err(
+        "server:\n  threads: 8\n  plugins:\n    memory_limit: 0\n    call_deadline: 0s\n    max_plugins: 0\n",
+    );
+    let places: Vec<(&str, u64, u64)> =
+        e.0.iter()
+            .map(|e| (e.key.as_str(), e.line, e.column))
+            .collect();
+    assert_eq!(
+        places,
+        [
+            ("server.plugins.memory_limit", 4, 19),
+            ("server.plugins.call_deadline", 5, 20),
+            ("server.plugins.max_plugins", 6, 18),
+        ],
+        "{e}"
+    );
+    assert!(e.0[0].message.contains("between 64KiB"), "{e}");
+    assert!(e.0[1].message.contains("between 1ms and 10s"), "{e}");
+    assert_eq!(e.0[2].message, "must be at least 1");
+    assert!(
+        e.to_string()
+            .starts_with("test.yaml:4:19: `server.plugins.memory_limit`: must be between"),
+        "{e}"
+    );
+
+    let absurd = load_err(
+        "server:\n  threads: 8\n  plugins:\n    memory_limit: 5GiB\n    call_deadline: 1h\n    max_plugins: 100000\n",
+    );
+    let keys: Vec<&str> = absurd.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.plugins.memory_limit",
+            "server.plugins.call_deadline",
+            "server.plugins.max_plugins"
+        ],
+        "{absurd}"
+    );
+    assert!(
+        absurd.0[2].message.contains("2000000 VM slots"),
+        "names the pool it would need: {absurd}"
+    );
+}
+
+#[test]
+fn plugin_limits_refuse_what_they_cannot_parse() {
+    let e = load_err("server:\n  plugins:\n    memory_limit: 64MB\n");
+    assert_eq!(e.0[0].key, "server.plugins.memory_limit");
+    assert_eq!(e.0[0].line, 3);
+    assert!(e.0[0].message.contains("invalid size `64MB`"), "{}", e.0[0]);
+    let e = load_err("server:\n  plugins:\n    call_deadline: quick\n");
+    assert_eq!(e.0[0].key, "server.plugins.call_deadline");
+    assert!(
+        e.0[0].message.contains("invalid duration `quick`"),
+        "{}",
+        e.0[0]
+    );
+    let e = load_err("server:\n  plugins:\n    memroy_limit: 8MiB\n");
+    assert_eq!(e.0[0].key, "server.plugins.memroy_limit");
+    assert!(e.0[0].message.contains("unknown field"), "{}", e.0[0]);
+}

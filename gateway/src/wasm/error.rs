@@ -1,6 +1,7 @@
 //! Errors of the WASM host: [`WasmError`] when loading (control plane, a config error),
 //! [`PluginFault`] when a filter misbehaves on the data path (one request fails, the VM is
-//! replaced).
+//! replaced), and [`FaultCounter`], where the host counts the faults no request answers
+//! for.
 
 use std::fmt;
 use std::sync::Arc;
@@ -91,6 +92,33 @@ impl PluginFault {
             plugin: Arc::clone(plugin),
             kind,
             message: message.into(),
+        }
+    }
+}
+
+/// Where the host counts the faults no request answers for (root-context callbacks,
+/// `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`): the runtime's
+/// [`fault_counter`](super::RuntimeOptions::fault_counter), labelled (plugin, kind). The
+/// faults of request phases are returned instead, and counted by whoever answers the
+/// request (the proxy, in the same counter), so that each fault counts once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FaultCounter(Option<prometheus::IntCounterVec>);
+
+impl FaultCounter {
+    pub(crate) fn new(counter: Option<prometheus::IntCounterVec>) -> Self {
+        FaultCounter(counter)
+    }
+
+    /// Counts `fault` once (nothing without a counter).
+    pub(crate) fn count(&self, fault: &PluginFault) {
+        let Some(counter) = &self.0 else {
+            return;
+        };
+        // The labels were checked when the runtime was built: this cannot fail.
+        if let Ok(series) =
+            counter.get_metric_with_label_values(&[&fault.plugin, fault.kind.as_str()])
+        {
+            series.inc();
         }
     }
 }

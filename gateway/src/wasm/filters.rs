@@ -444,7 +444,8 @@ impl HttpFilters {
                     vm.http_call_response(id, token, response, io, stream)
                 })?;
                 if decision != Decision::Pause {
-                    slots[at].callouts.clear();
+                    // It resumed with calls still pending: they go on without it waiting.
+                    release_calls(&mut slots[at]);
                     return Ok(decision);
                 }
             }
@@ -533,7 +534,7 @@ impl HttpFilters {
                 stopped = Some(at);
                 break;
             }
-            slot.callouts.clear();
+            release_calls(slot);
         }
         if !slots.is_empty() {
             state.snapshot = Some(RequestSnapshot::of(req));
@@ -581,7 +582,7 @@ impl HttpFilters {
                 vm.response_headers(id, io, end_of_stream)
             });
             match decision {
-                Ok(Decision::Continue) => slot.callouts.clear(),
+                Ok(Decision::Continue) => release_calls(slot),
                 other => return (other, Some(at)),
             }
         }
@@ -605,6 +606,9 @@ impl HttpFilters {
             if let Err(fault) = run(slot, &mut io, |vm, id, io| vm.log(id, io)) {
                 log_fault("proxy_on_log", &fault);
             }
+            // Calls from on_log (or left pending) are performed; the context is finished
+            // next, so their answers find it gone and are dropped.
+            release_calls(slot);
         }
         for slot in slots.iter_mut().filter(|slot| !slot.finished) {
             let mut io = Io {
@@ -688,15 +692,30 @@ fn decide(
         return Ok(Decision::Continue);
     }
     match run(slot, io, op) {
-        Err(fault) if slot.filter.fail_open => {
+        Err(fault) => {
+            // The VM is being replaced: the context is gone either way.
             slot.finished = true;
             slot.context = None;
             slot.callouts.clear();
-            skipped.push(fault);
-            Ok(Decision::Continue)
+            if slot.filter.fail_open {
+                skipped.push(fault);
+                Ok(Decision::Continue)
+            } else {
+                Err(fault)
+            }
         }
         other => other,
     }
+}
+
+/// The calls a filter dispatched and will not be waited for (it continued): performed
+/// in the background, their answers delivered to the context if it still lives.
+fn release_calls(slot: &mut Slot) {
+    if slot.callouts.is_empty() {
+        return;
+    }
+    let calls = std::mem::take(&mut slot.callouts);
+    super::ticker::spawn_context_calls(Arc::downgrade(&slot.filter), calls);
 }
 
 /// `proxy_on_done` + `proxy_on_delete` for the slot's context, if it has one.

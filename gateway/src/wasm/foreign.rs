@@ -7,8 +7,9 @@
 //! inside the guest call (so it must be quick: an in-memory lookup, a hash). Names are
 //! `aistack.<name>`; an unknown name answers `NotFound` (as Envoy), bad arguments
 //! `BadArgument`, a failing function `InternalFailure`. The registry is built once per
-//! runtime; the gateway adds its stateful functions (the API-key store, Redis counters)
-//! with [`ForeignFunctions::register`] before the first filter is configured.
+//! runtime, from [`RuntimeOptions::foreign_functions`](super::RuntimeOptions): the
+//! gateway runs with the built-ins below; an embedder adds its own with
+//! [`ForeignFunctions::register`] before it builds the runtime.
 //!
 //! # Functions
 //!

@@ -6,7 +6,9 @@
 //! module once, [`WasmRuntime::filter`] configures it (and refuses a bad configuration at
 //! load). Per request, [`HttpFilters`] drives a route's chain through the phases and
 //! returns [`Decision`]s; a misbehaving filter yields a [`PluginFault`] and never takes
-//! the gateway down (memory limit, per-call deadline, traps caught, VM replaced).
+//! the gateway down (memory limit, per-call deadline, traps caught, VM replaced). Faults
+//! no request answers for (root-context callbacks, `on_log`, `on_done`, `on_delete`) are
+//! counted by the host itself, in [`RuntimeOptions::fault_counter`].
 //!
 //! # Lifecycle
 //!

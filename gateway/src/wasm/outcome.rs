@@ -62,8 +62,12 @@ pub(crate) fn classify(
         .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
         .is_some()
     {
-        let message =
-            format!("the instance pool is full ({error}): raise max_plugins or worker_threads");
+        // The pool has room for `(threads + 2) × max_plugins × 2` VMs and the routes use
+        // `plugin entries × threads`: more threads raise both, so only max_plugins helps.
+        let message = format!(
+            "the instance pool is full ({error}): more plugin entries run than it is sized \
+             for; raise `server.plugins.max_plugins` in the config"
+        );
         return (FaultKind::OutOfMemory, message);
     }
     if let Some(exit) = error.downcast_ref::<ProcExit>() {
@@ -75,10 +79,10 @@ pub(crate) fn classify(
         return (FaultKind::Deadline, message);
     }
     if host.limits.exceeded {
-        let limit = host.limits.max_bytes / (1024 * 1024);
+        let limit = size(host.limits.max_bytes);
         return (
             FaultKind::OutOfMemory,
-            format!("exceeded its memory limit of {limit} MiB"),
+            format!("exceeded its memory limit of {limit}"),
         );
     }
     if let Some(function) = host.call.unimplemented {
@@ -98,9 +102,27 @@ pub(crate) fn classify(
     (FaultKind::Trap, message)
 }
 
+/// `64 MiB`, `512 KiB`, `1000 B`: a memory limit as a user wrote it.
+pub(crate) fn size(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    match bytes {
+        b if b >= KIB * KIB && b % (KIB * KIB) == 0 => format!("{} MiB", b / (KIB * KIB)),
+        b if b >= KIB && b % KIB == 0 => format!("{} KiB", b / KIB),
+        b => format!("{b} B"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_limits_read_as_written() {
+        assert_eq!(size(64 * 1024 * 1024), "64 MiB");
+        assert_eq!(size(4 << 30), "4096 MiB");
+        assert_eq!(size(1536 * 1024), "1536 KiB");
+        assert_eq!(size(100_000), "100000 B");
+    }
 
     fn local(status: u16) -> LocalResponse {
         LocalResponse {

@@ -11,6 +11,7 @@ use wasmtime::{ExternType, FuncType, InstancePre, Module, ValType};
 use super::callout::CalloutUpstreams;
 use super::error::WasmError;
 use super::host::{HostState, PluginIdentity};
+use super::outcome::size;
 use super::runtime::RuntimeInner;
 use super::vm::Vm;
 
@@ -76,9 +77,22 @@ impl PluginModule {
         wasm: &[u8],
     ) -> Result<Arc<PluginModule>, WasmError> {
         let plugin: Arc<str> = Arc::from(name);
-        let module = Module::new(&runtime.engine, wasm).map_err(|e| WasmError::InvalidModule {
-            plugin: Arc::clone(&plugin),
-            message: one_line(&format!("{e:#}")),
+        let module = Module::new(&runtime.engine, wasm).map_err(|e| {
+            if e.to_string() == MEMORY_TOO_SMALL {
+                let limit = size(runtime.options.memory_limit_bytes);
+                return WasmError::Incompatible {
+                    plugin: Arc::clone(&plugin),
+                    message: format!(
+                        "it starts with more memory than the memory limit of {limit} (raise \
+                         `server.plugins.memory_limit`): {}",
+                        e.root_cause()
+                    ),
+                };
+            }
+            WasmError::InvalidModule {
+                plugin: Arc::clone(&plugin),
+                message: one_line(&format!("{e:#}")),
+            }
         })?;
         let abi_version = abi_version(&module, &plugin)?;
         check_exports(&module).map_err(|message| WasmError::Incompatible {
@@ -105,6 +119,9 @@ impl PluginModule {
         }))
     }
 }
+
+/// What wasmtime says of a module whose initial memory exceeds the pool's memory limit.
+const MEMORY_TOO_SMALL: &str = "module memory does not fit in pooling allocator requirements";
 
 /// wasmparser's messages may span lines; errors here are one line.
 fn one_line(message: &str) -> String {

@@ -44,8 +44,8 @@ impl Registry {
     fn sweep(&mut self) {
         self.slots.retain(|_, slot| {
             let alive = slot.owner.strong_count() > 0;
-            if !alive {
-                slot.vm.shutdown();
+            if !alive && let Err(fault) = slot.vm.shutdown() {
+                log_root_fault("proxy_on_done/proxy_on_delete", &fault);
             }
             alive
         });
@@ -119,7 +119,16 @@ pub(crate) fn with_vm<R>(
         let Some(slot) = registry.slots.get_mut(&filter.id) else {
             return Err(unavailable(filter, "the VM vanished while starting"));
         };
-        slot.vm.reap_orphans();
+        if let Err(fault) = slot.vm.reap_orphans() {
+            tracing::warn!(
+                plugin = &*fault.plugin,
+                kind = fault.kind.as_str(),
+                phase = "proxy_on_done/proxy_on_delete",
+                "plugin fault finishing a request dropped on another thread (the VM is \
+                 replaced): {}",
+                fault.message
+            );
+        }
         let result = f(&mut slot.vm);
         if slot.vm.failed() {
             filter.stats.faults.fetch_add(1, Ordering::Relaxed);
@@ -215,6 +224,26 @@ pub(crate) fn deliver_root_call(
     .unwrap_or_default()
 }
 
+/// Delivers the answer of a call an HTTP context did not wait for, if the context still
+/// lives in this thread's VM of `filter`; returns the calls it dispatched meanwhile.
+pub(crate) fn deliver_context_call(
+    filter: &Arc<FilterInstance>,
+    context: u32,
+    token: u32,
+    response: CalloutResponse,
+) -> Vec<CalloutRequest> {
+    with_existing_vm(filter, |vm| {
+        if !vm.has_context(context) {
+            return Vec::new();
+        }
+        if let Err(fault) = vm.detached_call_response(context, token, response) {
+            log_root_fault("proxy_on_http_call_response", &fault);
+        }
+        vm.take_callouts(context)
+    })
+    .unwrap_or_default()
+}
+
 /// Hands a queue-ready notification to the thread that owns the queue's VM (a task on its
 /// single-threaded runtime); without a runtime (unit tests, a VM never adopted) it is
 /// dropped: the owner sees the items at its next dequeue.
@@ -254,6 +283,7 @@ fn queue_ready(filter_id: u64, root: u32, token: u32) {
     });
 }
 
+/// Logs a fault of the root context (the VM counted it: no request answers for it).
 fn log_root_fault(phase: &str, fault: &PluginFault) {
     tracing::warn!(
         plugin = &*fault.plugin,

@@ -11,41 +11,89 @@ use wasmtime::{
 };
 
 use super::abi;
-use super::error::WasmError;
+use super::error::{FaultCounter, WasmError};
 use super::foreign::ForeignFunctions;
 use super::host::{HostState, PluginIdentity};
 use super::metrics::PluginMetrics;
 use super::plugin::{FilterInstance, FilterSettings, PluginModule};
 use super::registry;
 
-/// Sizes and limits of the WASM runtime.
+/// Sizes and limits of the WASM runtime. The gateway takes the limits from the YAML
+/// (`server.plugins`, see `config::surface::PluginLimitsConf`), whose defaults and bounds
+/// are the constants here.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
     /// Threads that run filters (Pingora's worker threads). Default: available cores.
     pub worker_threads: usize,
-    /// Filter instances expected at once (across all routes). Default: 16.
+    /// Filter instances (plugin entries of routes, across all routes) the instance pool
+    /// is sized for. Default: [`DEFAULT_MAX_PLUGINS`](Self::DEFAULT_MAX_PLUGINS).
     pub max_plugins: usize,
     /// Longest a single guest call may run before it is interrupted (a `Deadline`
-    /// fault). Default: 100 ms. VM start-up gets at least one second.
+    /// fault). Default: [`DEFAULT_CALL_DEADLINE`](Self::DEFAULT_CALL_DEADLINE) (100 ms),
+    /// between [`MIN_CALL_DEADLINE`](Self::MIN_CALL_DEADLINE) and
+    /// [`MAX_CALL_DEADLINE`](Self::MAX_CALL_DEADLINE). VM start-up gets at least one
+    /// second.
     pub call_deadline: Duration,
-    /// Most linear memory one VM may use. Default: 64 MiB.
+    /// Most linear memory one VM may use. Default:
+    /// [`DEFAULT_MEMORY_LIMIT`](Self::DEFAULT_MEMORY_LIMIT) (64 MiB), between one
+    /// WebAssembly page and 4 GiB.
     pub memory_limit_bytes: usize,
     /// Where plugin metrics are exported (the gateway's `/metrics` registry). Default:
     /// none (metrics are kept and readable by plugins, exported nowhere).
     pub metrics_registry: Option<prometheus::Registry>,
+    /// Where the host counts the faults no request answers for: those of root-context
+    /// callbacks (`proxy_on_tick`, `proxy_on_queue_ready`, the root's
+    /// `proxy_on_http_call_response`, its `proxy_on_done`/`proxy_on_delete` when its
+    /// filter is dropped) and of `proxy_on_log`, `proxy_on_done` and `proxy_on_delete`.
+    /// Its labels must be `plugin` and `kind`: the gateway passes its
+    /// `aistack_plugin_errors_total`, the counter the proxy counts the faults
+    /// [`HttpFilters`](super::HttpFilters) returns in. Default: none (logged only).
+    pub fault_counter: Option<prometheus::IntCounterVec>,
     /// The named host functions filters may call (`proxy_call_foreign_function`).
     /// Default: the built-ins of [`ForeignFunctions::default`].
     pub foreign_functions: ForeignFunctions,
+}
+
+impl RuntimeOptions {
+    /// Default [`max_plugins`](Self::max_plugins).
+    pub const DEFAULT_MAX_PLUGINS: usize = 16;
+    /// Default [`call_deadline`](Self::call_deadline).
+    pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_millis(100);
+    /// Default [`memory_limit_bytes`](Self::memory_limit_bytes).
+    pub const DEFAULT_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+    /// The shortest call deadline: deadlines are enforced in epoch ticks of 1 to 10 ms.
+    pub const MIN_CALL_DEADLINE: Duration = Duration::from_millis(1);
+    /// The longest call deadline: a guest call holds its worker thread (and every request
+    /// on it) for as long as it runs.
+    pub const MAX_CALL_DEADLINE: Duration = Duration::from_secs(10);
+    /// The smallest memory limit: one WebAssembly page.
+    pub const MIN_MEMORY_LIMIT: usize = 64 * 1024;
+    /// The largest memory limit: all a 32-bit linear memory can address, and the address
+    /// space the engine reserves for each VM anyway.
+    pub const MAX_MEMORY_LIMIT: u64 = 4 << 30;
+    /// The most instance slots the pool may have: each reserves 4 GiB of address space
+    /// (not memory), so 8192 of them take 32 TiB, a quarter of what x86-64 gives a process.
+    pub const MAX_POOL_SLOTS: usize = 8192;
+
+    /// The instance slots a pool for `worker_threads` and `max_plugins` has:
+    /// `(worker_threads + 2) × max_plugins × 2` (see [`WasmRuntime::new`]).
+    pub fn pool_slots(worker_threads: usize, max_plugins: usize) -> usize {
+        worker_threads
+            .saturating_add(2)
+            .saturating_mul(max_plugins)
+            .saturating_mul(2)
+    }
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             worker_threads: thread::available_parallelism().map_or(1, usize::from),
-            max_plugins: 16,
-            call_deadline: Duration::from_millis(100),
-            memory_limit_bytes: 64 * 1024 * 1024,
+            max_plugins: Self::DEFAULT_MAX_PLUGINS,
+            call_deadline: Self::DEFAULT_CALL_DEADLINE,
+            memory_limit_bytes: Self::DEFAULT_MEMORY_LIMIT,
             metrics_registry: None,
+            fault_counter: None,
             foreign_functions: ForeignFunctions::default(),
         }
     }
@@ -63,6 +111,8 @@ pub(crate) struct RuntimeInner {
     /// Every plugin metric of the process.
     pub(crate) metrics: Arc<PluginMetrics>,
     pub(crate) foreign: Arc<ForeignFunctions>,
+    /// Where faults no request answers for are counted.
+    pub(crate) faults: FaultCounter,
     _ticker: EpochTicker,
 }
 
@@ -103,14 +153,12 @@ impl WasmRuntime {
     /// requests finish. Each slot reserves address space, not memory.
     ///
     /// # Errors
-    /// [`WasmError::Runtime`] when an option is out of range or the engine cannot start.
+    /// [`WasmError::Runtime`] when an option is out of range (see the bounds on
+    /// [`RuntimeOptions`]; a fault counter without the labels `plugin` and `kind`), or the
+    /// engine cannot start.
     pub fn new(options: RuntimeOptions) -> Result<Self, WasmError> {
         check(&options)?;
-        let slots = options
-            .worker_threads
-            .saturating_add(2)
-            .saturating_mul(options.max_plugins)
-            .saturating_mul(2);
+        let slots = RuntimeOptions::pool_slots(options.worker_threads, options.max_plugins);
         let slots = u32::try_from(slots).unwrap_or(u32::MAX).max(8);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(slots)
@@ -131,6 +179,7 @@ impl WasmRuntime {
             _ticker: EpochTicker::start(engine.clone(), tick)?,
             metrics: Arc::new(PluginMetrics::new(options.metrics_registry.clone())),
             foreign: Arc::new(options.foreign_functions.clone()),
+            faults: FaultCounter::new(options.fault_counter.clone()),
             engine,
             linker,
             options,
@@ -259,18 +308,43 @@ impl WasmRuntime {
 }
 
 fn check(options: &RuntimeOptions) -> Result<(), WasmError> {
+    let slots = RuntimeOptions::pool_slots(options.worker_threads, options.max_plugins);
+    let memory = u64::try_from(options.memory_limit_bytes).unwrap_or(u64::MAX);
     let problem = if options.worker_threads == 0 {
-        "worker_threads must be at least 1"
+        "worker_threads must be at least 1".to_owned()
     } else if options.max_plugins == 0 {
-        "max_plugins must be at least 1"
-    } else if options.call_deadline.is_zero() {
-        "call_deadline must be positive"
-    } else if options.memory_limit_bytes < 64 * 1024 {
-        "memory_limit_bytes must be at least one WebAssembly page (64 KiB)"
+        "max_plugins must be at least 1".to_owned()
+    } else if slots > RuntimeOptions::MAX_POOL_SLOTS {
+        format!(
+            "max_plugins {} with {} worker threads needs {slots} instance slots, more than {}",
+            options.max_plugins,
+            options.worker_threads,
+            RuntimeOptions::MAX_POOL_SLOTS
+        )
+    } else if !(RuntimeOptions::MIN_CALL_DEADLINE..=RuntimeOptions::MAX_CALL_DEADLINE)
+        .contains(&options.call_deadline)
+    {
+        "call_deadline must be between 1 ms and 10 s".to_owned()
+    } else if options.memory_limit_bytes < RuntimeOptions::MIN_MEMORY_LIMIT
+        || memory > RuntimeOptions::MAX_MEMORY_LIMIT
+    {
+        "memory_limit_bytes must be between one WebAssembly page (64 KiB) and 4 GiB".to_owned()
+    } else if let Some(counter) = &options.fault_counter
+        && !has_labels(counter, &["plugin", "kind"])
+    {
+        "the fault counter must have the labels plugin and kind".to_owned()
     } else {
         return Ok(());
     };
-    Err(WasmError::Runtime(problem.to_owned()))
+    Err(WasmError::Runtime(problem))
+}
+
+fn has_labels(counter: &prometheus::IntCounterVec, labels: &[&str]) -> bool {
+    use prometheus::core::Collector;
+    counter
+        .desc()
+        .first()
+        .is_some_and(|desc| desc.variable_labels == labels)
 }
 
 fn runtime_error(what: &str, error: &wasmtime::Error) -> WasmError {
@@ -319,5 +393,50 @@ mod tests {
             ..RuntimeOptions::default()
         };
         assert!(matches!(WasmRuntime::new(bad), Err(WasmError::Runtime(_))));
+        let out_of_range = [
+            RuntimeOptions {
+                call_deadline: Duration::from_micros(500),
+                ..RuntimeOptions::default()
+            },
+            RuntimeOptions {
+                call_deadline: Duration::from_secs(11),
+                ..RuntimeOptions::default()
+            },
+            RuntimeOptions {
+                memory_limit_bytes: 1024,
+                ..RuntimeOptions::default()
+            },
+            RuntimeOptions {
+                worker_threads: 62,
+                max_plugins: 65,
+                ..RuntimeOptions::default()
+            },
+        ];
+        for options in out_of_range {
+            let error = check(&options).expect_err("out of range");
+            assert!(matches!(error, WasmError::Runtime(_)), "{error}");
+        }
+        let pool = RuntimeOptions {
+            worker_threads: 62,
+            max_plugins: 64,
+            ..RuntimeOptions::default()
+        };
+        assert_eq!(RuntimeOptions::pool_slots(62, 64), 8192);
+        assert!(check(&pool).is_ok(), "exactly the largest pool");
+    }
+
+    #[test]
+    fn a_fault_counter_needs_the_plugin_and_kind_labels() {
+        let counter = |labels: &[&str]| {
+            prometheus::IntCounterVec::new(prometheus::Opts::new("faults_total", "faults"), labels)
+                .expect("a valid counter")
+        };
+        let options = |labels: &[&str]| RuntimeOptions {
+            fault_counter: Some(counter(labels)),
+            ..RuntimeOptions::default()
+        };
+        assert!(check(&options(&["plugin", "kind"])).is_ok());
+        assert!(check(&options(&["kind", "plugin"])).is_err());
+        assert!(check(&options(&["plugin"])).is_err());
     }
 }

@@ -75,3 +75,27 @@ async fn root_call(filter: Weak<FilterInstance>, call: CalloutRequest) {
         spawn_calls(Arc::downgrade(&alive), more);
     }
 }
+
+/// Performs calls an HTTP context dispatched but did not wait for (it continued, or the
+/// call came from `on_log`): each answer is delivered to the context if it still lives
+/// (`proxy_on_http_call_response`, without the request's headers), else dropped.
+pub(crate) fn spawn_context_calls(filter: Weak<FilterInstance>, calls: Vec<CalloutRequest>) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    for call in calls {
+        tokio::spawn(context_call(Weak::clone(&filter), call));
+    }
+}
+
+async fn context_call(filter: Weak<FilterInstance>, call: CalloutRequest) {
+    let (context, token) = (call.context_id, call.token);
+    let response = callout::perform(call).await;
+    let Some(alive) = filter.upgrade() else {
+        return;
+    };
+    let more = registry::deliver_context_call(&alive, context, token, response);
+    if !more.is_empty() {
+        spawn_context_calls(Arc::downgrade(&alive), more);
+    }
+}

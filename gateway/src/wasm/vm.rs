@@ -3,6 +3,11 @@
 //! per-call epoch deadline, and a trap, deadline or out-of-memory marks the VM failed so
 //! that it is replaced.
 //!
+//! Faults of request phases are returned to the caller (the request answers for them and
+//! the proxy counts them); faults no request answers for (the root context's callbacks,
+//! `proxy_on_log`, `proxy_on_done`, `proxy_on_delete`) are also counted here, in the
+//! runtime's fault counter, before they are returned to be logged.
+//!
 //! Start: instantiate → `_initialize` (or `_start`) → `proxy_on_context_create(root, 0)`
 //! → `proxy_on_vm_start` → `proxy_on_configure`.
 
@@ -17,7 +22,7 @@ use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 use super::abi::wasi::ProcExit;
 use super::callout::{CalloutRequest, CalloutResponse};
-use super::error::{FaultKind, PluginFault};
+use super::error::{FaultCounter, FaultKind, PluginFault};
 use super::host::{BodyKind, Deferred, HostState, Phase, RequestState};
 use super::outcome::{Stream, classify, decide};
 use super::park::Parked;
@@ -119,6 +124,7 @@ pub(crate) struct Vm {
     deadline: Duration,
     call_ticks: u64,
     failed: bool,
+    faults: FaultCounter,
 }
 
 impl std::fmt::Debug for Vm {
@@ -180,6 +186,7 @@ impl Vm {
             deadline: runtime.options.call_deadline,
             call_ticks: runtime.call_ticks,
             failed: false,
+            faults: runtime.faults.clone(),
         };
         vm.boot(runtime.start_ticks)?;
         Ok(vm)
@@ -302,6 +309,14 @@ impl Vm {
         let host = self.store.data_mut();
         host.settle_parked();
         host.call.phase = Phase::Idle;
+        result
+    }
+
+    /// Counts the fault of a callback no request answers for; returns `result` as it is.
+    fn unanswered<T>(&self, result: Result<T, PluginFault>) -> Result<T, PluginFault> {
+        if let Err(fault) = &result {
+            self.faults.count(fault);
+        }
         result
     }
 
@@ -442,24 +457,26 @@ impl Vm {
         Ok(decide(action, deferred, stream))
     }
 
+    /// `proxy_on_log`. A fault is counted (no request answers for it).
     pub(crate) fn log(&mut self, context: u32, io: &mut Io<'_>) -> Result<(), PluginFault> {
         let func = self.exports.log.clone();
-        self.http_call(Phase::Log, context, func, context, io)
-            .map(drop)
+        let result = self.http_call(Phase::Log, context, func, context, io);
+        self.unanswered(result).map(drop)
     }
 
     /// `proxy_on_done` then `proxy_on_delete` (Envoy ignores on_done's answer for HTTP
-    /// contexts too); the context is gone afterwards, whatever happens.
+    /// contexts too); the context is gone afterwards, whatever happens. A fault is counted.
     pub(crate) fn finish(&mut self, context: u32, io: &mut Io<'_>) -> Result<(), PluginFault> {
         self.store.data_mut().parked.remove(&context);
         if !self.store.data_mut().http_contexts.remove(&context) {
             return Ok(());
         }
         let done = self.exports.done.clone();
-        self.http_call(Phase::Done, context, done, context, io)?;
+        let result = self.http_call(Phase::Done, context, done, context, io);
+        self.unanswered(result)?;
         let delete = self.exports.delete.clone();
-        self.http_call(Phase::Delete, context, delete, context, io)
-            .map(drop)
+        let result = self.http_call(Phase::Delete, context, delete, context, io);
+        self.unanswered(result).map(drop)
     }
 
     /// Parks `context`'s request: its data (lent from `io`) stays in the VM until
@@ -487,27 +504,31 @@ impl Vm {
         self.store.data().tick_period
     }
 
-    /// `proxy_on_tick` on the root context.
+    /// `proxy_on_tick` on the root context. A fault is counted.
     pub(crate) fn tick(&mut self) -> Result<(), PluginFault> {
         let root = self.store.data().root_context_id;
-        match self.exports.tick.clone() {
-            Some(tick) => self.call(Phase::Tick, root, &tick, root, self.call_ticks),
-            None => Ok(()),
-        }
+        let Some(tick) = self.exports.tick.clone() else {
+            return Ok(());
+        };
+        let result = self.call(Phase::Tick, root, &tick, root, self.call_ticks);
+        self.unanswered(result)
     }
 
-    /// `proxy_on_queue_ready(root, token)`, if `root` is still this VM's root context.
+    /// `proxy_on_queue_ready(root, token)`, if `root` is still this VM's root context. A
+    /// fault is counted.
     pub(crate) fn queue_ready(&mut self, root: u32, token: u32) -> Result<(), PluginFault> {
-        match self.exports.queue_ready.clone() {
-            Some(ready) if root == self.store.data().root_context_id => self.call(
-                Phase::QueueReady,
-                root,
-                &ready,
-                (root, token),
-                self.call_ticks,
-            ),
-            _ => Ok(()),
-        }
+        let ready = match self.exports.queue_ready.clone() {
+            Some(ready) if root == self.store.data().root_context_id => ready,
+            _ => return Ok(()),
+        };
+        let result = self.call(
+            Phase::QueueReady,
+            root,
+            &ready,
+            (root, token),
+            self.call_ticks,
+        );
+        self.unanswered(result)
     }
 
     /// The VM's root context and the shared queues it registered.
@@ -565,8 +586,33 @@ impl Vm {
         Ok(decide(Some(1), deferred, stream))
     }
 
+    /// Whether `context` is a live HTTP context of this VM.
+    pub(crate) fn has_context(&self, context: u32) -> bool {
+        self.store.data().http_contexts.contains(&context)
+    }
+
+    /// Delivers a call's answer to an HTTP context that did not wait for it: no request
+    /// data is lent (its stream went on), and what the callback asks for is dropped.
+    pub(crate) fn detached_call_response(
+        &mut self,
+        context: u32,
+        token: u32,
+        response: CalloutResponse,
+    ) -> Result<(), PluginFault> {
+        let mut state = RequestState::default();
+        let mut io = Io {
+            request: None,
+            response: None,
+            info: None,
+            state: &mut state,
+            body: None,
+        };
+        self.http_call_response(context, token, response, &mut io, Stream::Request)
+            .map(drop)
+    }
+
     /// Delivers a call's answer to the root context, if `context` is still this VM's root
-    /// (a replaced VM never sees its predecessor's tokens).
+    /// (a replaced VM never sees its predecessor's tokens). A fault is counted.
     pub(crate) fn root_call_response(
         &mut self,
         context: u32,
@@ -591,13 +637,14 @@ impl Vm {
             self.call_ticks,
         );
         self.store.data_mut().call_response = None;
-        result
+        self.unanswered(result)
     }
 
-    /// Finishes the contexts other threads dropped for this VM.
-    pub(crate) fn reap_orphans(&mut self) {
+    /// Finishes the contexts other threads dropped for this VM; stops at the first fault
+    /// (counted, and returned to be logged: the VM has failed).
+    pub(crate) fn reap_orphans(&mut self) -> Result<(), PluginFault> {
         if !self.shared.has_orphans.swap(false, Ordering::Acquire) {
-            return;
+            return Ok(());
         }
         let orphans = self
             .shared
@@ -614,24 +661,27 @@ impl Vm {
                 state: &mut state,
                 body: None,
             };
-            if self.finish(context, &mut io).is_err() {
-                return;
-            }
+            self.finish(context, &mut io)?;
         }
+        Ok(())
     }
 
-    /// Lets the root context finish before the VM is dropped (its filter is gone).
-    pub(crate) fn shutdown(&mut self) {
+    /// Lets the root context finish before the VM is dropped (its filter is gone). A fault
+    /// is counted and returned (to be logged); `proxy_on_delete` is then skipped.
+    pub(crate) fn shutdown(&mut self) -> Result<(), PluginFault> {
         if self.failed {
-            return;
+            return Ok(());
         }
         let root = self.store.data().root_context_id;
         if let Some(done) = self.exports.done.clone() {
-            let _ = self.call(Phase::Done, root, &done, root, self.call_ticks);
+            let result = self.call(Phase::Done, root, &done, root, self.call_ticks);
+            self.unanswered(result)?;
         }
-        if let (false, Some(delete)) = (self.failed, self.exports.delete.clone()) {
-            let _ = self.call(Phase::Delete, root, &delete, root, self.call_ticks);
+        if let Some(delete) = self.exports.delete.clone() {
+            let result = self.call(Phase::Delete, root, &delete, root, self.call_ticks);
+            self.unanswered(result)?;
         }
+        Ok(())
     }
 }
 

@@ -6,8 +6,12 @@
 //! (during their body callback, on the callback's own context: what the host buffered so
 //! far; `proxy_set_buffer_bytes` replaces `size` bytes at `start` with the new data, as
 //! Envoy does, so `(0, len)` replaces the whole body and `(len, 0)` appends).
-//! Foreign-function buffers answer `NotFound` until foreign functions exist. Configuration buffers are read-only
-//! (`BadArgument` on write, as Envoy's constant buffers).
+//! Configuration buffers are read-only (`BadArgument` on write, as Envoy's constant
+//! buffers). The other types answer `NotFound`: downstream and upstream data (no L4
+//! filters), the gRPC receive buffer (no gRPC calls), and `CALL_DATA`, which Envoy fills
+//! for `proxy_on_foreign_function`, a host-to-guest callback this host never makes (the
+//! guest-to-host `proxy_call_foreign_function` passes its arguments and result directly:
+//! see [`super::foreign`]).
 
 use wasmtime::{Caller, Linker};
 

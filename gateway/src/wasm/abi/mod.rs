@@ -3,13 +3,16 @@
 //! modules import.
 //!
 //! Status codes follow Envoy's host exactly: the Rust SDK panics (traps) on any status it
-//! does not expect, so "close enough" is not enough. Functions the gateway does not offer
-//! yet answer [`Status::Unimplemented`] (the SDK then traps; the fault names the function).
+//! does not expect, so "close enough" is not enough. The one family the gateway does not
+//! offer, the gRPC calls, answers [`Status::Unimplemented`] (the SDK then traps; the fault
+//! names the function).
 //!
 //! Layout: [`memory`] (guest memory access and the allocator), [`pairs`] (the map
-//! serialization), [`log`] (logging, clocks),
-//! [`headers`], [`buffers`], [`callouts`] (ticks, HTTP calls), [`properties`], [`stream`] (local responses, continue/close,
-//! effective context), [`pending`] (not yet implemented), [`wasi`].
+//! serialization), [`log`] (logging, clocks), [`headers`], [`buffers`] (bodies,
+//! configuration, HTTP call answers), [`callouts`] (ticks, HTTP calls), [`properties`],
+//! [`shared`] (shared data and queues), [`metrics`] (plugin metrics), [`foreign`]
+//! (`proxy_call_foreign_function`), [`stream`] (local responses, continue/close,
+//! effective context, status), [`pending`] (the gRPC calls: `Unimplemented`), [`wasi`].
 
 pub(crate) mod buffers;
 pub(crate) mod callouts;
@@ -37,12 +40,11 @@ pub(crate) enum Status {
     NotFound = 1,
     BadArgument = 2,
     SerializationFailure = 3,
-    #[allow(dead_code)] // part of the ABI; used by the gRPC calls (next slice)
+    #[allow(dead_code)] // part of the ABI; no host function offered here answers it
     ParseFailure = 4,
     InvalidMemoryAccess = 6,
     Empty = 7,
     CasMismatch = 8,
-    #[allow(dead_code)] // part of the ABI; used by the callouts (next slice)
     InternalFailure = 10,
     Unimplemented = 12,
 }

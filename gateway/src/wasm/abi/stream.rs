@@ -128,7 +128,9 @@ fn done(mut caller: Caller<'_, HostState>) -> HostResult {
     Ok(Status::NotFound as u32)
 }
 
-/// The status of the last HTTP/gRPC call response: none yet, so code 0 and no message.
+/// The status of the last gRPC call: this host makes none (the gRPC calls answer
+/// `Unimplemented`), so code 0 and no message. An HTTP call's answer carries its status in
+/// the `:status` header of `proxy_on_http_call_response`.
 fn get_status(
     mut caller: Caller<'_, HostState>,
     code_ptr: u32,

@@ -10,6 +10,8 @@ pub(crate) mod op {
     pub(crate) const END: u8 = 0x0b;
     pub(crate) const BR: u8 = 0x0c;
     pub(crate) const BR_IF: u8 = 0x0d;
+    pub(crate) const CALL: u8 = 0x10;
+    pub(crate) const DROP: u8 = 0x1a;
     pub(crate) const LOCAL_GET: u8 = 0x20;
     pub(crate) const I32_LOAD: [u8; 3] = [0x28, 0x02, 0x00];
     pub(crate) const I32_STORE: [u8; 3] = [0x36, 0x02, 0x00];
@@ -192,25 +194,7 @@ pub(crate) fn proxy_module(
     request_headers: &[u8],
     response_headers: &[u8],
 ) -> Vec<u8> {
-    let mut asm = Asm::default();
-    asm.memory(2).data(0, &1024u32.to_le_bytes());
-    asm.export_func("proxy_abi_version_0_2_1", &[], &[], &[]);
-    let mut allocate = i32_const(0);
-    allocate.extend(i32_const(0));
-    allocate.extend(op::I32_LOAD);
-    allocate.extend([op::LOCAL_GET, 0, op::I32_ADD]);
-    allocate.extend(op::I32_STORE);
-    allocate.extend(i32_const(0));
-    allocate.extend(op::I32_LOAD);
-    allocate.extend([op::LOCAL_GET, 0, op::I32_SUB]);
-    asm.export_func("proxy_on_memory_allocate", &[I32], &[I32], &allocate);
-    asm.export_func("proxy_on_context_create", &[I32, I32], &[], &[]);
-    asm.export_func(
-        "proxy_on_configure",
-        &[I32, I32],
-        &[I32],
-        &i32_const(i32::from(configure_ok)),
-    );
+    let mut asm = proxy_base(&[], &i32_const(i32::from(configure_ok)));
     asm.export_func(
         "proxy_on_request_headers",
         &[I32, I32, I32],
@@ -224,6 +208,33 @@ pub(crate) fn proxy_module(
         response_headers,
     );
     asm.finish()
+}
+
+/// An `env` function a module imports: name, params, results.
+pub(crate) type EnvImport<'a> = (&'a str, &'a [u8], &'a [u8]);
+
+/// The start of [`proxy_module`], for modules that export other callbacks: the `env`
+/// functions of `imports` (function indices 0, 1, … in order), memory, the allocator,
+/// context creation and `proxy_on_configure` running `configure` (which returns an i32).
+pub(crate) fn proxy_base(imports: &[EnvImport<'_>], configure: &[u8]) -> Asm {
+    let mut asm = Asm::default();
+    for (name, params, results) in imports {
+        asm.import("env", name, params, results);
+    }
+    asm.memory(2).data(0, &1024u32.to_le_bytes());
+    asm.export_func("proxy_abi_version_0_2_1", &[], &[], &[]);
+    let mut allocate = i32_const(0);
+    allocate.extend(i32_const(0));
+    allocate.extend(op::I32_LOAD);
+    allocate.extend([op::LOCAL_GET, 0, op::I32_ADD]);
+    allocate.extend(op::I32_STORE);
+    allocate.extend(i32_const(0));
+    allocate.extend(op::I32_LOAD);
+    allocate.extend([op::LOCAL_GET, 0, op::I32_SUB]);
+    asm.export_func("proxy_on_memory_allocate", &[I32], &[I32], &allocate);
+    asm.export_func("proxy_on_context_create", &[I32, I32], &[], &[]);
+    asm.export_func("proxy_on_configure", &[I32, I32], &[I32], configure);
+    asm
 }
 
 /// `return 0` (Continue).

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::asm::{self, proxy_module};
 use super::{info, request, response, runtime};
-use crate::wasm::{Decision, FaultKind, FilterInstance, HttpFilters, WasmError, registry};
+use crate::wasm::{
+    Decision, FaultKind, FilterInstance, HttpFilters, RuntimeOptions, WasmError, WasmRuntime,
+    registry,
+};
 
 fn filter(name: &str, wasm: &[u8]) -> Arc<FilterInstance> {
     let module = runtime().load_module(name, wasm).expect("loads");
@@ -154,5 +157,28 @@ fn a_fault_stops_the_chain() {
         registry::live_contexts(&after),
         None,
         "never run on this thread"
+    );
+}
+
+#[test]
+fn a_module_starting_with_more_than_the_memory_limit_is_refused_at_load() {
+    let small = WasmRuntime::new(RuntimeOptions {
+        worker_threads: 1,
+        max_plugins: 1,
+        memory_limit_bytes: 64 * 1024,
+        ..RuntimeOptions::default()
+    })
+    .expect("the WASM runtime starts");
+    // Two pages of memory at start, against a limit of one.
+    let wasm = proxy_module(true, &asm::continue_(), &asm::continue_());
+    let error = small.load_module("roomy", &wasm).expect_err("refused");
+    assert!(matches!(error, WasmError::Incompatible { .. }), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(
+            "plugin `roomy` cannot run on this host: it starts with more memory than the \
+             memory limit of 64 KiB (raise `server.plugins.memory_limit`): "
+        ),
+        "{message}"
     );
 }

@@ -6,6 +6,7 @@ mod asm;
 mod conformance;
 mod faults;
 mod host_functions;
+mod unanswered;
 
 use std::sync::{Arc, OnceLock};
 

@@ -14,6 +14,9 @@
 //! call (timeout, refused) is answered 504 by the filter; a refused dispatch (unknown
 //! upstream) 400 with the status in the body. `…&answer=local` answers the request
 //! with the callee's body instead of resuming it.
+//!
+//! `/detached/<upstream>` calls `GET /from-headers` on that upstream and continues at
+//! once without waiting, and calls `GET /from-on-log` from `on_log`.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -86,6 +89,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Filter {
+            detached: None,
             answer_locally: false,
         }))
     }
@@ -97,6 +101,8 @@ impl RootContext for Root {
 
 struct Filter {
     answer_locally: bool,
+    /// `/detached/<upstream>`: the upstream the filter calls without waiting.
+    detached: Option<String>,
 }
 
 impl Filter {
@@ -184,6 +190,24 @@ impl HttpContext for Filter {
         if path.starts_with("/callout/") {
             return self.call(&path);
         }
+        if let Some(upstream) = path.strip_prefix("/detached/") {
+            // Fire and forget: the request goes on at once; so does a call from on_log.
+            self.detached = Some(upstream.to_string());
+            self.fire(upstream, "/from-headers");
+        }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(upstream) = self.detached.take() {
+            self.fire(&upstream, "/from-on-log");
+        }
+    }
+}
+
+impl Filter {
+    fn fire(&self, upstream: &str, path: &str) {
+        let headers = vec![(":method", "GET"), (":path", path), (":authority", "side.test")];
+        let _ = self.dispatch_http_call(upstream, headers, None, vec![], Duration::from_secs(2));
     }
 }

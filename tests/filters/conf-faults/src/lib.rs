@@ -7,7 +7,11 @@
 //! - anything else: adds `x-faults: passed` and continues.
 //!
 //! The plugin configuration, if it is the JSON string `"v2"`, makes the last case add
-//! `x-faults: passed-v2` instead (the hot-reload test swaps modules and configs).
+//! `x-faults: passed-v2` instead (the hot-reload test swaps modules and configs). If it is
+//! `"panic-on-tick"`, the root context asks for a tick every 10 ms and panics in `on_tick`
+//! (a fault no request answers for).
+
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -28,10 +32,16 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
-        if config.as_slice() == b"\"v2\"" {
-            self.marker = "passed-v2".into();
+        match config.as_slice() {
+            b"\"v2\"" => self.marker = "passed-v2".into(),
+            b"\"panic-on-tick\"" => self.set_tick_period(Duration::from_millis(10)),
+            _ => {}
         }
         true
+    }
+
+    fn on_tick(&mut self) {
+        panic!("conf-faults was asked to panic on tick");
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
