@@ -96,10 +96,29 @@ fn short_message(e: &serde_saphyr::Error) -> String {
     let full = e.without_snippet().to_string();
     let first = full.lines().next().unwrap_or_default();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    match first.split_once(": ") {
-        Some((place, rest)) if place.starts_with("line ") => rest.to_owned(),
-        _ => first.to_owned(),
-    }
+    let message = match first.split_once(": ") {
+        Some((place, rest)) if place.starts_with("line ") => rest,
+        _ => first,
+    };
+    without_trailing_place(message).to_owned()
+}
+
+/// serde's messages may end with ` at line L, column C`, which the caller already says
+/// as `file:L:C`.
+fn without_trailing_place(message: &str) -> &str {
+    let Some(at) = message.rfind(" at line ") else {
+        return message;
+    };
+    let place = &message[at + " at line ".len()..];
+    let is_place = place.split_once(", column ").is_some_and(|(line, column)| {
+        !line.is_empty()
+            && !column.is_empty()
+            && line
+                .bytes()
+                .chain(column.bytes())
+                .all(|b| b.is_ascii_digit())
+    });
+    if is_place { &message[..at] } else { message }
 }
 
 /// Replaces `${NAME}` with the variable's value; `$${` is a literal `${`.
