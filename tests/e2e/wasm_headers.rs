@@ -194,3 +194,36 @@ async fn responses_through_a_filter_keep_the_connection_alive() {
     }
     assert_eq!(echo.hits(), 3);
 }
+
+#[tokio::test]
+async fn an_http_1_0_request_reports_its_protocol() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let wasm = filters::install("conf-headers", dir.path());
+    let gw = start(&echo, dir.path(), 1, &ROUTES.replace("{wasm}", &wasm)).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /old HTTP/1.0\r\nhost: old.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the response ends")
+    .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""x-seen-request-protocol":["HTTP/1.0"]"#),
+        "{text}"
+    );
+}

@@ -241,13 +241,14 @@ impl Gateway {
     /// How the response body is framed once the response-header callbacks ran. As in
     /// Envoy, the upstream's `content-length` stays unless a filter removed it (a filter
     /// that changes the body's length must): keeping it lets Pingora send header and body
-    /// in one write. Without it, HTTP/1 clients get `transfer-encoding: chunked` (Pingora
-    /// would otherwise end the body by closing the connection); HTTP/2 frames bodies
-    /// itself.
+    /// in one write. Without it, HTTP/1.1 clients get `transfer-encoding: chunked`
+    /// (Pingora would otherwise end the body by closing the connection); an HTTP/1.0
+    /// client's body ends with the connection, as that protocol has it; HTTP/2 frames
+    /// bodies itself.
     fn frame_response_body(&self, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         if resp.headers.contains_key(http::header::CONTENT_LENGTH) {
             ctx.response_length_kept = Some((0, 0));
-        } else if ctx.info.protocol != "HTTP/2" {
+        } else if ctx.info.protocol == "HTTP/1.1" {
             resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
         Ok(())

@@ -68,6 +68,8 @@ impl ProxyHttp for Gateway {
         ctx.info.server_addr = session.server_addr().and_then(|a| a.as_inet().copied());
         ctx.info.protocol = if session.is_http2() {
             "HTTP/2"
+        } else if session.req_header().version == http::Version::HTTP_10 {
+            "HTTP/1.0"
         } else {
             "HTTP/1.1"
         };
