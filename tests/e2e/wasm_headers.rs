@@ -227,3 +227,34 @@ async fn an_http_1_0_request_reports_its_protocol() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_closed_stream_drops_the_connection_without_a_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let wasm = filters::install("conf-headers", dir.path());
+    let gw = start(&echo, dir.path(), 1, &ROUTES.replace("{wasm}", &wasm)).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /reset HTTP/1.1\r\nhost: reset.test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the connection ends");
+    // A reset or an orderly close, but not one byte of a response.
+    if read.is_ok() {
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(echo.hits(), 0);
+    // The gateway keeps serving.
+    let r = reqwest::get(gw.url("/after")).await.expect("request");
+    assert_eq!(r.status(), 200);
+}

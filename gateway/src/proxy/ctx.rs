@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub pending_local: Option<crate::wasm::LocalResponse>,
     /// A filter faulted while the request body streamed: the error `fail_to_proxy` sends.
     pub pending_error: Option<super::respond::ErrorReply>,
+    /// A filter closed the stream: the connection is dropped without a response.
+    pub reset: bool,
 }
 
 impl RequestCtx {
@@ -76,6 +78,7 @@ impl RequestCtx {
             request_streaming: None,
             pending_local: None,
             pending_error: None,
+            reset: false,
         }
     }
 

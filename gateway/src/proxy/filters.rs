@@ -43,7 +43,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{Gateway, RequestCtx, local_header, respond};
-use crate::wasm::Decision;
+use crate::wasm::{CLOSE_STREAM_DETAILS, Decision};
 
 /// The largest request body a route's filters may buffer: Pingora re-sends a body read
 /// early from its retry buffer, which holds 64 KiB.
@@ -128,6 +128,9 @@ impl Gateway {
             .await;
         self.count_skipped(ctx);
         match decision {
+            Ok(Decision::Respond(local)) if local.details == CLOSE_STREAM_DETAILS => {
+                return reset(ctx).map(drop);
+            }
             Ok(Decision::Respond(local)) => {
                 ctx.pending_local = Some(local);
                 return Error::e_explain(
@@ -175,6 +178,7 @@ impl Gateway {
         self.count_skipped(ctx);
         match decision {
             Ok(Decision::Continue) | Ok(Decision::Pause) => Ok(false),
+            Ok(Decision::Respond(local)) if local.details == CLOSE_STREAM_DETAILS => reset(ctx),
             Ok(Decision::Respond(local)) => {
                 ctx.local_reply = Some("plugin");
                 self.reply_local(session, ctx, local).await
@@ -280,6 +284,9 @@ impl Gateway {
                 }
                 Ok(())
             }
+            Ok(Decision::Respond(local)) if local.details == CLOSE_STREAM_DETAILS => {
+                reset(ctx).map(drop)
+            }
             Ok(Decision::Respond(local)) => {
                 ctx.local_reply = Some("plugin");
                 let body = local.body.clone();
@@ -326,4 +333,12 @@ async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
         body.extend_from_slice(&chunk);
     }
     Ok(Some(body.freeze()))
+}
+
+/// A filter closed the stream (`proxy_close_stream`): no response is sent and the
+/// client's connection is dropped (`fail_to_proxy` sees `reset`), as Envoy resets it.
+fn reset(ctx: &mut RequestCtx) -> Result<bool> {
+    ctx.reset = true;
+    ctx.local_reply = Some("reset");
+    Error::e_explain(ErrorType::InternalError, "a plugin closed the stream")
 }

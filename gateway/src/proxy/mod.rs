@@ -291,6 +291,14 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if ctx.reset {
+            ctx.in_flight = None;
+            session.set_keepalive(None);
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         if let Some(local) = ctx.pending_local.take() {
             // A filter answered while the request body streamed: the upstream request is
             // abandoned, the client gets the answer, and the connection closes (the rest

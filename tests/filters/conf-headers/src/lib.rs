@@ -4,6 +4,7 @@
 //! (`x-seen-*`), and in response headers.
 //!
 //! - `GET /local…` is answered by the filter: 418, `x-local: yes`, body `local answer`.
+//! - `GET /reset…` closes the stream (`proxy_close_stream`): no response at all.
 //! - `…?status=201` makes the filter rewrite the upstream's `:status` to 201.
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -90,6 +91,11 @@ mod raw {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, num_headers: usize, _end_of_stream: bool) -> Action {
         self.path = self.get_http_request_header(":path").unwrap_or_default();
+        if self.path.starts_with("/reset") {
+            // proxy_close_stream(HttpRequest): the client gets no response at all.
+            let _ = proxy_wasm::hostcalls::reset_http_request();
+            return Action::Pause;
+        }
         if self.path.starts_with("/local") {
             self.send_http_response(418, vec![("x-local", "yes")], Some(b"local answer"));
             return Action::Pause;
