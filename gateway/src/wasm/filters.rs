@@ -195,7 +195,11 @@ impl HttpFilters {
             };
             let may_park = end_of_stream || !self.slots[at].filter.module.body_callbacks.1;
             match self.wait(at, Lent::Response(resp), info, may_park).await? {
-                Decision::Continue => skip = self.slots.len() - at,
+                // A pause for the body (not parked): the response header cannot wait for
+                // it (Pingora sends it before the body phase), so the chain goes on and
+                // the filter sees the body next; the filters after it still get their
+                // headers callback.
+                Decision::Continue | Decision::Pause => skip = self.slots.len() - at,
                 other => return Ok(other),
             }
         }
