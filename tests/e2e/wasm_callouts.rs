@@ -195,3 +195,60 @@ async fn calls_a_filter_does_not_wait_for_and_calls_from_on_log_are_performed() 
     }
     assert_eq!(side.hits(), 2);
 }
+
+/// A callee that answers only once it holds two requests at the same time.
+async fn pair_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            held.push(stream);
+            if held.len() == 2 {
+                for mut s in held.drain(..) {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                }
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_filters_calls_run_at_the_same_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let pair = pair_server().await;
+    let wasm = filters::install("conf-callout", dir.path());
+    let config = format!(
+        "upstreams:\n  echo:\n    targets: [127.0.0.1:{{echo}}]\n\
+         \x20 pair:\n    targets: [127.0.0.1:{pair}]\n\
+         plugins:\n  conf-callout:\n    path: {wasm}\n\
+         routes:\n  - name: callouts\n    path: /\n    upstream: echo\n    plugins:\n\
+         \x20     - name: conf-callout\n        config: \"\"\n"
+    );
+    let gw = start(&echo, dir.path(), 1, &config).await;
+    // Performed one after the other, the first call would wait for a second that never
+    // comes, time out, and the filter would answer 504.
+    let r = reqwest::get(gw.url("/callout-two/pair"))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(seen(&e, "x-callouts-answered"), "2");
+}

@@ -424,9 +424,16 @@ impl HttpFilters {
                     other => return other,
                 }
             }
+            // The calls run at once; answers are delivered as they arrive.
+            let mut pending = tokio::task::JoinSet::new();
             for call in calls {
                 let token = call.token;
-                let response = callout::perform(call).await;
+                pending.spawn(async move { (token, callout::perform(call).await) });
+            }
+            while let Some(joined) = pending.join_next().await {
+                let Ok((token, response)) = joined else {
+                    continue; // a call task panicked: its answer is lost, not the request
+                };
                 let HttpFilters {
                     slots,
                     state,
@@ -450,6 +457,10 @@ impl HttpFilters {
                 if decision != Decision::Pause {
                     // It resumed with calls still pending: they go on without it waiting.
                     release_calls(&mut slots[at]);
+                    if let Some(context) = &slots[at].context {
+                        let filter = Arc::downgrade(&slots[at].filter);
+                        super::ticker::deliver_later(filter, context.id, pending);
+                    }
                     return Ok(decision);
                 }
             }

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::callout::{self, CalloutRequest};
+use super::callout::{self, CalloutRequest, CalloutResponse};
 use super::plugin::FilterInstance;
 use super::registry;
 
@@ -98,4 +98,27 @@ async fn context_call(filter: Weak<FilterInstance>, call: CalloutRequest) {
     if !more.is_empty() {
         spawn_context_calls(Arc::downgrade(&alive), more);
     }
+}
+
+/// Answers of calls still in flight when their HTTP context stopped waiting: each is
+/// delivered to the context, if it still lives, as it arrives.
+pub(crate) fn deliver_later(
+    filter: Weak<FilterInstance>,
+    context: u32,
+    mut pending: tokio::task::JoinSet<(u32, CalloutResponse)>,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        while let Some(joined) = pending.join_next().await {
+            let (Ok((token, response)), Some(alive)) = (joined, filter.upgrade()) else {
+                continue;
+            };
+            let more = registry::deliver_context_call(&alive, context, token, response);
+            if !more.is_empty() {
+                spawn_context_calls(Arc::downgrade(&alive), more);
+            }
+        }
+    });
 }

@@ -15,6 +15,9 @@
 //! upstream) 400 with the status in the body. `…&answer=local` answers the request
 //! with the callee's body instead of resuming it.
 //!
+//! `/callout-two/<upstream>` dispatches two calls at once and resumes the request (with
+//! `x-callouts-answered: 2`) when both answered.
+//!
 //! `/detached/<upstream>` calls `GET /from-headers` on that upstream and continues at
 //! once without waiting, and calls `GET /from-on-log` from `on_log`.
 
@@ -89,6 +92,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Filter {
+            awaiting: None,
             detached: None,
             answer_locally: false,
         }))
@@ -101,6 +105,8 @@ impl RootContext for Root {
 
 struct Filter {
     answer_locally: bool,
+    /// `/callout-two/<upstream>`: answers still awaited of the two concurrent calls.
+    awaiting: Option<u32>,
     /// `/detached/<upstream>`: the upstream the filter calls without waiting.
     detached: Option<String>,
 }
@@ -147,6 +153,18 @@ impl Context for Filter {
         body_size: usize,
         _: usize,
     ) {
+        if let Some(left) = self.awaiting {
+            // Two calls in flight at once: resume once both answered.
+            let left = if num_headers == 0 { left } else { left - 1 };
+            self.awaiting = Some(left);
+            if num_headers == 0 {
+                self.send_http_response(504, vec![], Some(b"a concurrent call failed"));
+            } else if left == 0 {
+                self.set_http_request_header("x-callouts-answered", Some("2"));
+                self.resume_http_request();
+            }
+            return;
+        }
         if num_headers == 0 {
             self.send_http_response(
                 504,
@@ -189,6 +207,15 @@ impl HttpContext for Filter {
         let path = self.get_http_request_header(":path").unwrap_or_default();
         if path.starts_with("/callout/") {
             return self.call(&path);
+        }
+        if let Some(upstream) = path.strip_prefix("/callout-two/") {
+            let headers = vec![(":method", "GET"), (":path", "/two"), (":authority", "two.test")];
+            for _ in 0..2 {
+                let timeout = Duration::from_secs(5);
+                let _ = self.dispatch_http_call(upstream, headers.clone(), None, vec![], timeout);
+            }
+            self.awaiting = Some(2);
+            return Action::Pause;
         }
         if let Some(upstream) = path.strip_prefix("/detached/") {
             // Fire and forget: the request goes on at once; so does a call from on_log.
