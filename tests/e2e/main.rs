@@ -19,3 +19,4 @@ mod wasm_imports;
 mod wasm_metrics;
 mod wasm_reload;
 mod wasm_shared;
+mod websocket;
