@@ -372,11 +372,14 @@ fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, 
         metrics,
         access_log: cfg.server.access_log,
     };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "aistack proxy",
-    );
+    // h2c: HTTP/2 with prior knowledge on plaintext listeners (gRPC clients use it);
+    // HTTP/1.1 on the same port is unaffected.
+    let mut server_options = pingora::apps::HttpServerOptions::default();
+    server_options.h2c = true;
+    let mut proxy = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway)
+        .name("aistack proxy")
+        .server_options(server_options)
+        .build();
     for addr in &cfg.listeners {
         proxy.add_tcp(&addr.to_string());
     }

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod flaky;
+mod grpc;
 mod headers;
 mod plugin_jwt;
 mod reload;

@@ -26,6 +26,8 @@ async fn ws_echo() -> (u16, Arc<AtomicUsize>) {
         while let Ok((stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                // The signature is tungstenite's handshake callback.
+                #[allow(clippy::result_large_err)]
                 let check = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
                     if req.uri().path().starts_with("/ws/refuse") {
                         let mut refused = ErrorResponse::new(Some("no".into()));

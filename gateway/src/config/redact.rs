@@ -83,6 +83,7 @@ fn upstream(u: &UpstreamSpec) -> Value {
         "connect_timeout": dur(u.connect_timeout),
         "read_timeout": dur(u.read_timeout),
         "write_timeout": dur(u.write_timeout),
+        "http2": u.http2,
         "resolve_interval": dur(u.resolve_interval),
         "health_check": u.health_check.as_ref().map(|h| json!({
             "type": h.kind.as_str(),

@@ -250,6 +250,10 @@ pub struct UpstreamConf {
     /// Passive ejection after consecutive failures; off by default.
     #[serde(default)]
     pub passive: Option<PassiveConf>,
+    /// Speak HTTP/2 to the targets (prior knowledge: h2c, as gRPC servers do). Default
+    /// false (HTTP/1.1).
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// One upstream target as written: a string or a map.

@@ -23,6 +23,8 @@ pub struct UpstreamSpec {
     pub resolve_interval: Duration,
     pub health_check: Option<HealthCheckSpec>,
     pub passive: Option<PassiveSpec>,
+    /// HTTP/2 (prior knowledge) to the targets.
+    pub http2: bool,
 }
 
 /// One configured target; a DNS name may stand for several addresses.
@@ -188,6 +190,7 @@ pub(super) fn upstream(d: &mut Diagnostics, name: &str, u: &UpstreamConf) -> Ups
         resolve_interval: u.resolve_interval.max(Duration::from_secs(1)),
         health_check,
         passive,
+        http2: u.http2,
     }
 }
 

@@ -74,6 +74,9 @@ pub(super) fn choose_peer(
     peer.options.read_timeout = Some(read);
     peer.options.write_timeout = Some(write);
     peer.options.idle_timeout = Some(UPSTREAM_IDLE);
+    if spec.http2 {
+        peer.options.set_http_version(2, 2);
+    }
     Ok(Box::new(peer))
 }
 

@@ -22,6 +22,7 @@ fn spec(balance: Balance, weights: &[u32]) -> UpstreamSpec {
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(1),
+        http2: false,
         resolve_interval: Duration::from_secs(30),
         health_check: None,
         passive: Some(PassiveSpec {
