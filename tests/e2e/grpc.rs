@@ -135,3 +135,63 @@ async fn a_unary_grpc_call_round_trips_over_h2c_with_its_trailers() {
     let r = reqwest::get(gw.url("/plain")).await.expect("request");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn filters_read_and_edit_grpc_trailers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let (grpc, _) = grpc_upstream().await;
+    let wasm = aistack_e2e::filters::install("conf-headers", dir.path());
+    let body = format!(
+        "upstreams:\n  echo:\n    targets: [127.0.0.1:{{echo}}]\n\
+         \x20 grpc:\n    targets: [127.0.0.1:{grpc}]\n    http2: true\n\
+         plugins:\n  conf-headers:\n    path: {wasm}\n\
+         routes:\n  - name: grpc\n    path: /demo.Echo\n    upstream: grpc\n    plugins:\n\
+         \x20     - name: conf-headers\n"
+    );
+    let gw = start(&echo, dir.path(), 1, &body).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2c handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://127.0.0.1:{}/demo.Echo/Say", gw.ports.proxy))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("request");
+    let (response, mut send) = client.send_request(request, false).expect("send");
+    send.send_data(frame(b"abc"), true).expect("data");
+    let response = response.await.expect("response");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    assert_eq!(
+        &data[..],
+        &frame(b"cba")[..],
+        "the message passes the filter"
+    );
+    let trailers = body
+        .trailers()
+        .await
+        .expect("trailers")
+        .expect("some trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(
+        trailers["x-seen-grpc-status"], "0",
+        "the filter read the trailer"
+    );
+    assert_eq!(
+        trailers["grpc-message"], "via-filter",
+        "the filter replaced it"
+    );
+    assert_eq!(trailers["x-seen-trailer-count"], "true");
+}

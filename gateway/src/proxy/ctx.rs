@@ -54,6 +54,8 @@ pub struct RequestCtx {
     pub pending_error: Option<super::respond::ErrorReply>,
     /// A filter closed the stream: the connection is dropped without a response.
     pub reset: bool,
+    /// The client's request came with a `content-length` (before any filter ran).
+    pub request_had_length: bool,
 }
 
 impl RequestCtx {
@@ -79,6 +81,7 @@ impl RequestCtx {
             pending_local: None,
             pending_error: None,
             reset: false,
+            request_had_length: false,
         }
     }
 

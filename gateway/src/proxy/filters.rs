@@ -60,6 +60,10 @@ impl Gateway {
             return Ok(false);
         }
         let end_of_stream = session.is_body_empty();
+        ctx.request_had_length = session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONTENT_LENGTH);
         let decision = ctx
             .filters
             .request_headers(session.req_header_mut(), &ctx.info, end_of_stream)
@@ -237,6 +241,42 @@ impl Gateway {
                 Error::e_explain(
                     ErrorType::InternalError,
                     "a plugin failed during the response body",
+                )
+            }
+        }
+    }
+
+    /// The response trailers through the filters: lent to them as the headers of a
+    /// placeholder response, then copied back. A fault is counted and fails the stream.
+    pub(super) fn response_trailer_filters(
+        &self,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // Pingora's ResponseHeader keeps its map behind Deref only: copy in and back
+        // (trailers are a few short lines).
+        let mut lent = ResponseHeader::build(200, Some(trailers.len()))?;
+        for (name, value) in trailers.iter() {
+            lent.append_header(name.clone(), value.clone())?;
+        }
+        let decision = ctx.filters.response_trailers(&mut lent, &ctx.info);
+        trailers.clone_from(&lent.headers);
+        self.count_skipped(ctx);
+        match decision {
+            Ok(Decision::Respond(local)) => {
+                tracing::warn!(
+                    status = local.status,
+                    "a plugin answered during the response trailers, after the response was \
+                     sent: ignored"
+                );
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(fault) => {
+                self.count_fault(&fault);
+                Error::e_explain(
+                    ErrorType::InternalError,
+                    "a plugin failed during the response trailers",
                 )
             }
         }

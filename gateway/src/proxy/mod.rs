@@ -147,7 +147,12 @@ impl ProxyHttp for Gateway {
         ]
         .iter()
         .any(|h| upstream_request.headers.contains_key(h));
-        if ctx.request_streaming == Some(None) && !framed {
+        // (HTTP/1 upstreams only: HTTP/2 frames bodies itself and forbids the header.)
+        let h1_upstream = upstream::route_of(ctx)
+            .and_then(|(snapshot, route)| snapshot.upstreams.get(route.upstream))
+            .is_some_and(|u| !u.spec.http2);
+        let removed = ctx.request_had_length && ctx.request_streaming == Some(None);
+        if removed && h1_upstream && !framed {
             upstream_request.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
         Ok(())
@@ -257,6 +262,20 @@ impl ProxyHttp for Gateway {
             return Ok(None);
         }
         self.response_body_filters(body, end_of_stream, ctx)?;
+        Ok(None)
+    }
+
+    /// Response trailers (HTTP/2, e.g. gRPC's `grpc-status`) through the filters'
+    /// `proxy_on_response_trailers`.
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Bytes>> {
+        if !ctx.filters.is_empty() {
+            self.response_trailer_filters(trailers, ctx)?;
+        }
         Ok(None)
     }
 

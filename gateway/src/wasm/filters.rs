@@ -273,6 +273,42 @@ impl HttpFilters {
         Ok(Decision::Continue)
     }
 
+    /// Runs each filter's `proxy_on_response_trailers`, in reverse chain order, on the
+    /// response trailers (lent as `trailers`' headers; `:status` means nothing there).
+    /// The trailers cannot wait: a `Pause` goes on, and a local response comes too late
+    /// (returned for the proxy to log). Only filters that saw the response take part.
+    pub fn response_trailers(
+        &mut self,
+        trailers: &mut ResponseHeader,
+        info: &RequestInfo,
+    ) -> Result<Decision, PluginFault> {
+        let HttpFilters {
+            slots,
+            state,
+            skipped,
+            ..
+        } = self;
+        let mut late = Decision::Continue;
+        for slot in slots.iter_mut().rev() {
+            if slot.context.is_none() {
+                continue;
+            }
+            let mut io = Io {
+                request: None,
+                response: Some(&mut *trailers),
+                info: Some(info),
+                state: &mut *state,
+                body: None,
+            };
+            if let Decision::Respond(local) = decide(slot, skipped, &mut io, |vm, id, io| {
+                vm.response_trailers(id, io)
+            })? {
+                late = Decision::Respond(local);
+            }
+        }
+        Ok(late)
+    }
+
     /// Runs each filter's `proxy_on_request_body` on a chunk of a request body that
     /// streams (the headers went upstream already: every filter continued them), in
     /// chain order, rewriting `chunk` in place. A filter that returns `Pause` before the

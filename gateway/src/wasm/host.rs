@@ -53,6 +53,7 @@ pub(crate) enum Phase {
     ContextCreate,
     RequestHeaders,
     ResponseHeaders,
+    ResponseTrailers,
     Log,
     Done,
     Delete,

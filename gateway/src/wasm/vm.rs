@@ -69,6 +69,7 @@ struct Exports {
     configure: Option<TypedFunc<(u32, u32), u32>>,
     request_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
     response_headers: Option<TypedFunc<(u32, u32, u32), u32>>,
+    response_trailers: Option<TypedFunc<(u32, u32), u32>>,
     log: Option<TypedFunc<u32, ()>>,
     done: Option<TypedFunc<u32, u32>>,
     delete: Option<TypedFunc<u32, ()>>,
@@ -97,6 +98,7 @@ impl Exports {
             configure: get(instance, store, "proxy_on_configure"),
             request_headers: get(instance, store, "proxy_on_request_headers"),
             response_headers: get(instance, store, "proxy_on_response_headers"),
+            response_trailers: get(instance, store, "proxy_on_response_trailers"),
             log: get(instance, store, "proxy_on_log"),
             done: get(instance, store, "proxy_on_done"),
             delete: get(instance, store, "proxy_on_delete"),
@@ -424,6 +426,21 @@ impl Vm {
             (context, count, u32::from(end_of_stream)),
             io,
         )?;
+        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
+        Ok(decide(action, deferred, Stream::Response))
+    }
+
+    /// `proxy_on_response_trailers(context, count)`, with the trailers lent as
+    /// `io.response`'s headers (see `HttpFilters::response_trailers`).
+    pub(crate) fn response_trailers(
+        &mut self,
+        context: u32,
+        io: &mut Io<'_>,
+    ) -> Result<Decision, PluginFault> {
+        let count = io.response.as_deref().map_or(0, |r| len32(r.headers.len()));
+        let func = self.exports.response_trailers.clone();
+        let action =
+            self.http_call(Phase::ResponseTrailers, context, func, (context, count), io)?;
         let deferred = mem::take(&mut self.store.data_mut().call.deferred);
         Ok(decide(action, deferred, Stream::Response))
     }

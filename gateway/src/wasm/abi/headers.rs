@@ -8,8 +8,9 @@
 //! reads answer `BadArgument` (`NotFound` in `on_log`), pairs are empty and writes answer
 //! `BadArgument`: the same statuses Envoy returns. The HTTP call response's headers
 //! (`:status` first) and trailers are readable during `proxy_on_http_call_response`
-//! (read-only). Request and response trailers are never available: Pingora's proxy
-//! phases do not expose them (reads answer as outside their callback).
+//! (read-only). Response trailers are the map during `proxy_on_response_trailers` (lent in
+//! the response slot, without pseudo-headers); request trailers are never available:
+//! Pingora's proxy phases do not expose them (reads answer as outside their callback).
 
 use http::header::HOST;
 use http::{HeaderName, HeaderValue, Method};
@@ -24,6 +25,7 @@ use crate::wasm::host::{HostState, HttpIo, Phase, authority};
 const MAX_MAP_TYPE: u32 = 7;
 const REQUEST_HEADERS: u32 = 0;
 const RESPONSE_HEADERS: u32 = 2;
+const RESPONSE_TRAILERS: u32 = 3;
 const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 const HTTP_CALL_RESPONSE_TRAILERS: u32 = 7;
 const READ_ONLY: &str = "the HTTP call response's headers and trailers are read-only";
@@ -61,6 +63,8 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
 enum Target {
     Request,
     Response,
+    /// During `proxy_on_response_trailers`: the trailers, lent in the response slot.
+    ResponseTrailers,
     CallHeaders,
     CallTrailers,
 }
@@ -79,9 +83,13 @@ fn target(host: &HostState, map_type: u32) -> Result<Option<Target>, Status> {
         return Err(Status::BadArgument);
     }
     let own = host.on_own_context();
+    let trailers = host.call.phase == Phase::ResponseTrailers;
     Ok(match map_type {
         REQUEST_HEADERS if own && host.http.request_live => Some(Target::Request),
-        RESPONSE_HEADERS if own && host.http.response_live => Some(Target::Response),
+        RESPONSE_HEADERS if own && host.http.response_live && !trailers => Some(Target::Response),
+        RESPONSE_TRAILERS if own && host.http.response_live && trailers => {
+            Some(Target::ResponseTrailers)
+        }
         HTTP_CALL_RESPONSE_HEADERS if host.call_response.is_some() => Some(Target::CallHeaders),
         HTTP_CALL_RESPONSE_TRAILERS if host.call_response.is_some() => Some(Target::CallTrailers),
         _ => None,
@@ -127,6 +135,7 @@ pub(crate) fn lookup(
         None => return Err(Status::BadArgument),
         Some(Target::Request) => request_value(&host.http, key),
         Some(Target::Response) => response_value(&host.http.response, key),
+        Some(Target::ResponseTrailers) => first_value(&host.http.response.headers, key),
         Some(target) => call_pairs(host, target)
             .find(|(name, _)| name.eq_ignore_ascii_case(key))
             .map(|(_, value)| value),
@@ -188,6 +197,12 @@ fn request_pairs(http: &HttpIo) -> impl Iterator<Item = (&[u8], &[u8])> {
     )
 }
 
+fn plain_pairs(headers: &http::HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()))
+}
+
 fn response_pairs(resp: &ResponseHeader) -> impl Iterator<Item = (&[u8], &[u8])> {
     std::iter::once((&b":status"[..], resp.status.as_str().as_bytes())).chain(
         resp.headers
@@ -226,6 +241,9 @@ pub(crate) fn serialize_map(host: &mut HostState, map_type: u32) -> Result<(), S
     match target {
         Some(Target::Request) => pairs::serialize(|| request_pairs(http), &mut out),
         Some(Target::Response) => pairs::serialize(|| response_pairs(&http.response), &mut out),
+        Some(Target::ResponseTrailers) => {
+            pairs::serialize(|| plain_pairs(&http.response.headers), &mut out)
+        }
         Some(call) => pairs::serialize(|| call_pairs(host, call), &mut out),
         None => out.clear(),
     }
@@ -240,6 +258,9 @@ fn get_size(mut caller: Caller<'_, HostState>, map_type: u32, size_ptr: u32) -> 
             .map(|(n, v)| n.len() + v.len())
             .sum(),
         Ok(Some(Target::Response)) => response_pairs(&host.http.response)
+            .map(|(n, v)| n.len() + v.len())
+            .sum(),
+        Ok(Some(Target::ResponseTrailers)) => plain_pairs(&host.http.response.headers)
             .map(|(n, v)| n.len() + v.len())
             .sum(),
         Ok(Some(call)) => call_pairs(host, call).map(|(n, v)| n.len() + v.len()).sum(),
@@ -276,13 +297,18 @@ pub(crate) fn replace_map(
                 .iter()
                 .try_for_each(|(k, v)| edit_request(req, k, v, Edit::Add))
         }
-        Target::Response => {
+        Target::Response | Target::ResponseTrailers => {
             let resp = &mut host.http.response;
             let names: Vec<HeaderName> = resp.headers.keys().cloned().collect();
             names.iter().for_each(|name| drop(resp.remove_header(name)));
-            pairs
-                .iter()
-                .try_for_each(|(k, v)| edit_response(resp, k, v, Edit::Add))
+            let trailers = target == Target::ResponseTrailers;
+            pairs.iter().try_for_each(|(k, v)| {
+                if trailers {
+                    edit_trailers(resp, k, v, Edit::Add)
+                } else {
+                    edit_response(resp, k, v, Edit::Add)
+                }
+            })
         }
         Target::CallHeaders | Target::CallTrailers => Err(READ_ONLY.to_owned()),
     };
@@ -317,6 +343,7 @@ pub(crate) fn edit_map(
     let outcome = match target {
         Target::Request => edit_request(&mut host.http.request, key, value, how),
         Target::Response => edit_response(&mut host.http.response, key, value, how),
+        Target::ResponseTrailers => edit_trailers(&mut host.http.response, key, value, how),
         Target::CallHeaders | Target::CallTrailers => Err(READ_ONLY.to_owned()),
     };
     outcome.map_err(|note| refuse(host, "a header map edit", note))
@@ -400,6 +427,19 @@ fn edit_response(
         }
     }
     Ok(())
+}
+
+/// Trailers have no pseudo-headers: edits of one are accepted and ignored.
+fn edit_trailers(
+    trailers: &mut ResponseHeader,
+    key: &[u8],
+    value: &[u8],
+    how: Edit,
+) -> Result<(), String> {
+    if pseudo(key).is_some() {
+        return Ok(());
+    }
+    edit_response(trailers, key, value, how)
 }
 
 fn header_name(key: &[u8]) -> Result<HeaderName, String> {

@@ -4,6 +4,7 @@
 //! (`x-seen-*`), and in response headers.
 //!
 //! - `GET /local…` is answered by the filter: 418, `x-local: yes`, body `local answer`.
+//! - Response trailers (gRPC): `x-seen-grpc-status` added, `grpc-message` replaced.
 //! - `GET /reset…` closes the stream (`proxy_close_stream`): no response at all.
 //! - `…?status=201` makes the filter rewrite the upstream's `:status` to 201.
 
@@ -162,6 +163,20 @@ impl HttpContext for Filter {
             self.set_http_request_header(name, Some(value));
         }
         log::info!("conf-headers saw {} headers on {}", num_headers, self.path);
+        Action::Continue
+    }
+
+    /// Response trailers (gRPC's): reads `grpc-status`, adds `x-seen-grpc-status`,
+    /// replaces `grpc-message`, and reports the count and the map's size agreeing.
+    fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
+        let status = self
+            .get_http_response_trailer("grpc-status")
+            .unwrap_or_default();
+        self.add_http_response_trailer("x-seen-grpc-status", &status);
+        self.set_http_response_trailer("grpc-message", Some("via-filter"));
+        let pairs = self.get_http_response_trailers();
+        let count_agrees = pairs.len() == num_trailers + 1;
+        self.add_http_response_trailer("x-seen-trailer-count", &count_agrees.to_string());
         Action::Continue
     }
 
