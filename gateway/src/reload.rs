@@ -124,7 +124,7 @@ fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::Gatew
     if old.database_url != new.database_url || old.server.threads != new.server.threads {
         tracing::warn!("database and thread settings take effect after a restart");
     }
-    if old.server.plugins != new.server.plugins {
+    if old.server.plugins.restart_needed(&new.server.plugins) {
         // They size the one plugin runtime of the process (its pool, its deadlines).
         tracing::warn!("plugin limit changes (server.plugins) take effect after a restart");
     }

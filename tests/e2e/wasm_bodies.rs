@@ -94,3 +94,42 @@ async fn request_and_response_bodies_are_rewritten_buffered_and_streamed() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.expect("body").starts_with("wrapped:{"));
 }
+
+#[tokio::test]
+async fn the_buffered_body_limit_is_configurable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let wasm = filters::install("conf-body", dir.path());
+    let gw = crate::wasm_common::start_with_server(
+        &echo,
+        dir.path(),
+        1,
+        "  plugins:\n    max_buffered_body: 2KiB\n",
+        &CONFIG.replace("{wasm}", &wasm),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // Buffered (conf-body holds the headers for /submit): 1.5 KiB passes, 3 KiB is 413.
+    let r = client
+        .post(gw.url("/submit"))
+        .body(vec![b'a'; 1536])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(gw.url("/submit"))
+        .body(vec![b'a'; 3 * 1024])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 413);
+    // Streamed bodies are not held to it.
+    let r = client
+        .post(gw.url("/stream"))
+        .body(vec![b'a'; 3 * 1024])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+}

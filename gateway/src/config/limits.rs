@@ -16,6 +16,22 @@ pub struct PluginLimits {
     pub call_deadline: Duration,
     /// Plugin entries the pool of VMs is sized for.
     pub max_plugins: usize,
+    /// Largest request body buffered for a filter that holds the headers for it.
+    pub max_buffered_body: usize,
+}
+
+/// The most a buffered request body may be: Pingora replays a body read before the
+/// upstream request from its retry buffer, which holds 64 KiB.
+pub const MAX_BUFFERED_BODY: usize = 64 * 1024;
+const MIN_BUFFERED_BODY: usize = 1024;
+
+impl PluginLimits {
+    /// Whether the runtime-shaping limits (all but the body limit) differ: those need a
+    /// restart.
+    pub fn restart_needed(&self, other: &PluginLimits) -> bool {
+        (self.memory_limit, self.call_deadline, self.max_plugins)
+            != (other.memory_limit, other.call_deadline, other.max_plugins)
+    }
 }
 
 impl Default for PluginLimits {
@@ -24,6 +40,7 @@ impl Default for PluginLimits {
             memory_limit: RuntimeOptions::DEFAULT_MEMORY_LIMIT,
             call_deadline: RuntimeOptions::DEFAULT_CALL_DEADLINE,
             max_plugins: RuntimeOptions::DEFAULT_MAX_PLUGINS,
+            max_buffered_body: MAX_BUFFERED_BODY,
         }
     }
 }
@@ -83,6 +100,18 @@ pub(super) fn plugin_limits(
         );
     } else {
         limits.max_plugins = max_plugins.value;
+    }
+    let body = &conf.max_buffered_body;
+    match usize::try_from(body.value.0) {
+        Ok(bytes) if (MIN_BUFFERED_BODY..=MAX_BUFFERED_BODY).contains(&bytes) => {
+            limits.max_buffered_body = bytes;
+        }
+        _ => d.error(
+            &body.referenced,
+            "server.plugins.max_buffered_body",
+            "must be between 1KiB and 64KiB (Pingora replays a buffered body from its 64 KiB \
+             retry buffer); bodies that stream through the filters have no limit",
+        ),
     }
     limits
 }

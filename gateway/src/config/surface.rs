@@ -183,6 +183,12 @@ pub struct PluginLimitsConf {
     /// `(threads + 2) × max_plugins × 2` VMs. Default 16.
     #[serde(default = "default_max_plugins")]
     pub max_plugins: Spanned<usize>,
+    /// Largest request body the gateway buffers for a filter that holds the request
+    /// headers until it has seen the body (413 past it); streamed bodies have no limit.
+    /// Default and most `64KiB` (Pingora replays such a body from its retry buffer, which
+    /// holds 64 KiB); at least 1KiB. Applies on reload.
+    #[serde(default = "default_max_buffered_body")]
+    pub max_buffered_body: Spanned<ByteSize>,
 }
 
 impl Default for PluginLimitsConf {
@@ -191,6 +197,7 @@ impl Default for PluginLimitsConf {
             memory_limit: default_memory_limit(),
             call_deadline: default_call_deadline(),
             max_plugins: default_max_plugins(),
+            max_buffered_body: default_max_buffered_body(),
         }
     }
 }
@@ -202,6 +209,10 @@ fn default_memory_limit() -> Spanned<ByteSize> {
 
 fn default_call_deadline() -> Spanned<HumanDuration> {
     unspanned(HumanDuration(RuntimeOptions::DEFAULT_CALL_DEADLINE))
+}
+
+fn default_max_buffered_body() -> Spanned<ByteSize> {
+    unspanned(ByteSize(super::limits::MAX_BUFFERED_BODY as u64))
 }
 
 fn default_max_plugins() -> Spanned<usize> {

@@ -258,6 +258,22 @@ fn plugin_limits_out_of_range_are_all_reported_at_their_keys() {
 }
 
 #[test]
+fn the_buffered_body_limit_is_bounded_by_pingoras_retry_buffer() {
+    let ok = load("server:\n  plugins:\n    max_buffered_body: 8KiB\n").expect("valid");
+    assert_eq!(ok.server.plugins.max_buffered_body, 8 * 1024);
+    let e = load_err("server:\n  plugins:\n    max_buffered_body: 1MiB\n");
+    assert_eq!(e.0[0].key, "server.plugins.max_buffered_body", "{e}");
+    assert_eq!((e.0[0].line, e.0[0].column), (3, 24), "{e}");
+    assert!(e.0[0].message.contains("64KiB"), "{e}");
+    // Only the runtime-shaping limits need a restart.
+    let mut other = ok.server.plugins.clone();
+    other.max_buffered_body = 2048;
+    assert!(!ok.server.plugins.restart_needed(&other));
+    other.max_plugins += 1;
+    assert!(ok.server.plugins.restart_needed(&other));
+}
+
+#[test]
 fn plugin_limits_refuse_what_they_cannot_parse() {
     let e = load_err("server:\n  plugins:\n    memory_limit: 64MB\n");
     assert_eq!(e.0[0].key, "server.plugins.memory_limit");

@@ -15,7 +15,7 @@
 //!   it); a length change under a kept `content-length` fails the request.
 //! - Request body, buffered: when a filter paused the headers for the body, the whole
 //!   body is read here, before anything goes upstream, up to
-//!   [`MAX_BUFFERED_REQUEST_BODY`] (413 JSON past it). Filters see it in one
+//!   `server.plugins.max_buffered_body` (64 KiB at most; 413 JSON past it). Filters see it in one
 //!   `proxy_on_request_body(end_of_stream = true)` call, may rewrite it, answer, or call
 //!   out; `request_body_filter` then sends it in place of the original and
 //!   `content-length` is corrected.
@@ -43,11 +43,8 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{Gateway, RequestCtx, local_header, respond};
+use crate::config::limits::MAX_BUFFERED_BODY;
 use crate::wasm::{CLOSE_STREAM_DETAILS, Decision};
-
-/// The largest request body a route's filters may buffer: Pingora re-sends a body read
-/// early from its retry buffer, which holds 64 KiB.
-pub const MAX_BUFFERED_REQUEST_BODY: usize = 64 * 1024;
 
 impl Gateway {
     /// The request side of the chain. `Ok(true)`: a response was sent.
@@ -78,7 +75,10 @@ impl Gateway {
             }
             // A filter paused the headers for the body: read it whole first.
             Ok(Decision::Pause) if ctx.filters.wants_request_body() && !end_of_stream => {
-                match read_body(session).await? {
+                let limit = ctx.snapshot.as_ref().map_or(MAX_BUFFERED_BODY, |s| {
+                    s.config.server.plugins.max_buffered_body
+                });
+                match read_body(session, limit).await? {
                     Some(body) => self.request_body_filters(session, ctx, body).await,
                     None => {
                         return self
@@ -361,13 +361,14 @@ impl Gateway {
     }
 }
 
-/// The whole request body, or `None` past [`MAX_BUFFERED_REQUEST_BODY`]. Pingora's retry
-/// buffer keeps a copy for `request_body_filter` to send on.
-async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
+/// The whole request body, or `None` past `limit` (`server.plugins.max_buffered_body`,
+/// at most [`MAX_BUFFERED_BODY`]). Pingora's retry buffer keeps a copy for
+/// `request_body_filter` to send on.
+async fn read_body(session: &mut Session, limit: usize) -> Result<Option<Bytes>> {
     session.as_mut().enable_retry_buffering();
     let mut body = bytes::BytesMut::new();
     while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > MAX_BUFFERED_REQUEST_BODY {
+        if body.len() + chunk.len() > limit {
             return Ok(None);
         }
         body.extend_from_slice(&chunk);
