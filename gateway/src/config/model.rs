@@ -58,6 +58,10 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<super::cidr::Cidr>,
     /// `server.plugins`: what the plugin runtime is built with (at start only).
     pub plugins: PluginLimits,
+    /// Request limits: header fields and their bytes (431), body bytes (413).
+    pub max_request_headers: usize,
+    pub max_request_header_bytes: u64,
+    pub max_request_body: Option<u64>,
 }
 
 pub use super::limits::PluginLimits;
@@ -301,6 +305,9 @@ pub(super) fn validate(
             watch_interval: file.server.watch_interval.max(Duration::from_millis(50)),
             trusted_proxies,
             plugins: plugin_limits,
+            max_request_headers: file.server.max_request_headers.max(1),
+            max_request_header_bytes: file.server.max_request_header_bytes.0.max(1),
+            max_request_body: file.server.max_request_body.map(|b| b.0),
         },
         upstreams,
         routes,

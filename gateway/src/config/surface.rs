@@ -147,6 +147,17 @@ pub struct ServerConf {
     /// Limits of the plugin runtime. Defaults: see [`PluginLimitsConf`].
     #[serde(default)]
     pub plugins: PluginLimitsConf,
+    /// Most request header fields a client may send (431 past it). Default 100.
+    #[serde(default = "default_max_request_headers")]
+    pub max_request_headers: usize,
+    /// Most bytes of request header fields (names and values) a client may send (431
+    /// past it). Default `32KiB`.
+    #[serde(default = "default_max_request_header_bytes")]
+    pub max_request_header_bytes: ByteSize,
+    /// Largest request body on any route (413 past it): by `content-length` before
+    /// anything goes upstream, else counted as it streams. Default none.
+    #[serde(default)]
+    pub max_request_body: Option<ByteSize>,
 }
 
 impl Default for ServerConf {
@@ -160,6 +171,9 @@ impl Default for ServerConf {
             watch_interval: default_watch_interval(),
             trusted_proxies: Vec::new(),
             plugins: PluginLimitsConf::default(),
+            max_request_headers: default_max_request_headers(),
+            max_request_header_bytes: default_max_request_header_bytes(),
+            max_request_body: None,
         }
     }
 }
@@ -209,6 +223,14 @@ fn default_memory_limit() -> Spanned<ByteSize> {
 
 fn default_call_deadline() -> Spanned<HumanDuration> {
     unspanned(HumanDuration(RuntimeOptions::DEFAULT_CALL_DEADLINE))
+}
+
+fn default_max_request_headers() -> usize {
+    100
+}
+
+fn default_max_request_header_bytes() -> ByteSize {
+    ByteSize(32 * 1024)
 }
 
 fn default_max_buffered_body() -> Spanned<ByteSize> {

@@ -56,6 +56,8 @@ pub struct RequestCtx {
     pub reset: bool,
     /// The client's request came with a `content-length` (before any filter ran).
     pub request_had_length: bool,
+    /// Request body bytes seen so far (for `server.max_request_body`).
+    pub request_body_seen: u64,
 }
 
 impl RequestCtx {
@@ -82,6 +84,7 @@ impl RequestCtx {
             pending_error: None,
             reset: false,
             request_had_length: false,
+            request_body_seen: 0,
         }
     }
 

@@ -82,6 +82,10 @@ impl ProxyHttp for Gateway {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse().ok())
         };
+        if let Some(reply) = over_limits(session.req_header(), &snapshot.config.server) {
+            ctx.snapshot = Some(snapshot);
+            return self.reply_error(session, ctx, &reply).await;
+        }
         strip_identity_headers(session.req_header_mut());
 
         let req = session.req_header();
@@ -287,6 +291,20 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let limit = ctx
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.config.server.max_request_body);
+        if let (Some(max), Some(chunk)) = (limit, body.as_ref()) {
+            ctx.request_body_seen += chunk.len() as u64;
+            if ctx.request_body_seen > max {
+                ctx.pending_error = Some(respond::BODY_TOO_LARGE);
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "the request body exceeds server.max_request_body",
+                );
+            }
+        }
         if ctx.request_streaming.is_some() {
             return self
                 .request_body_chunk(session, body, end_of_stream, ctx)
@@ -536,5 +554,33 @@ fn code_details(local_reply: Option<&'static str>) -> &'static str {
         None => "via_upstream",
         Some("plugin") => "wasm_local_reply",
         Some(code) => code,
+    }
+}
+
+/// The request limits of `server`: too many header fields or bytes (431), a declared
+/// body over `max_request_body` (413). A streamed body is counted in
+/// `request_body_filter`.
+fn over_limits(
+    req: &RequestHeader,
+    server: &crate::config::model::ServerSettings,
+) -> Option<ErrorReply> {
+    if req.headers.len() > server.max_request_headers {
+        return Some(respond::HEADERS_TOO_LARGE);
+    }
+    let bytes: u64 = req
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().len() + v.len()) as u64)
+        .sum();
+    if bytes > server.max_request_header_bytes {
+        return Some(respond::HEADERS_TOO_LARGE);
+    }
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match (declared, server.max_request_body) {
+        (Some(len), Some(max)) if len > max => Some(respond::BODY_TOO_LARGE),
+        _ => None,
     }
 }

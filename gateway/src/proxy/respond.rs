@@ -43,6 +43,16 @@ pub const PAYLOAD_TOO_LARGE: ErrorReply = ErrorReply {
     code: "payload_too_large",
     message: "the request body exceeds what this route's plugins may buffer",
 };
+pub const HEADERS_TOO_LARGE: ErrorReply = ErrorReply {
+    status: 431,
+    code: "request_header_fields_too_large",
+    message: "the request has more header fields, or more header bytes, than allowed",
+};
+pub const BODY_TOO_LARGE: ErrorReply = ErrorReply {
+    status: 413,
+    code: "payload_too_large",
+    message: "the request body exceeds the allowed size",
+};
 pub const BAD_REQUEST: ErrorReply = ErrorReply {
     status: 400,
     code: "bad_request",

@@ -1,0 +1,196 @@
+//! `rate-limit`: a Proxy-Wasm HTTP filter that admits at most so many requests per key.
+//!
+//! Algorithms: token bucket (`rate` per `per`, `burst` capacity), fixed window and
+//! sliding window (`limit` per `window`). The key is the consumer (the `aistack.consumer`
+//! property an auth filter set; the client IP without one), the route, the client IP,
+//! or a request header. A refused request gets 429 JSON `rate_limited` with `Retry-After`
+//! and the `RateLimit-*` / `X-RateLimit-*` headers; an admitted one gets those headers on
+//! its response.
+//!
+//! Local mode only: the state lives in Proxy-Wasm shared data (`store.rs`), so the limit is
+//! exact across every worker thread of one gateway process, and not shared between
+//! processes. `mode: cluster` is refused at load until it exists.
+//!
+//! Start at [`RateLimitRoot::on_configure`] (config: `config.rs`), then
+//! [`RateLimit::on_http_request_headers`]; the arithmetic is in `limiter.rs`.
+
+mod config;
+mod limiter;
+mod store;
+
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+
+use crate::config::{Config, Key};
+use crate::limiter::Verdict;
+use crate::store::Store;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Warn);
+    proxy_wasm::set_root_context(|_| Box::new(RateLimitRoot { state: None }));
+}}
+
+/// What every request context of one VM shares.
+struct Shared {
+    config: Config,
+    store: Store,
+}
+
+struct RateLimitRoot {
+    state: Option<Rc<Shared>>,
+}
+
+impl Context for RateLimitRoot {}
+
+impl RootContext for RateLimitRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match config::parse(&bytes) {
+            Ok(config) => {
+                let store = Store::new(&bytes);
+                store.create();
+                self.state = Some(Rc::new(Shared { config, store }));
+                true
+            }
+            Err(message) => {
+                log(LogLevel::Error, &format!("rate-limit: {message}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.state.clone()?;
+        Some(Box::new(RateLimit {
+            shared,
+            verdict: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct RateLimit {
+    shared: Rc<Shared>,
+    /// The verdict of an admitted request, for its response headers.
+    verdict: Option<Verdict>,
+}
+
+impl Context for RateLimit {}
+
+impl HttpContext for RateLimit {
+    /// Counts the request; refuses it with 429 past the limit.
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let key = limit_key(&self.shared.config.key);
+        let now = hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let verdict = self
+            .shared
+            .store
+            .check(&self.shared.config.algorithm, &key, now);
+        if verdict.allowed {
+            self.verdict = Some(verdict);
+            Action::Continue
+        } else {
+            refuse(&verdict);
+            Action::Pause
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(verdict) = &self.verdict {
+            for (name, value) in limit_headers(verdict) {
+                self.set_http_response_header(name, Some(&value));
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// The record key: the route name, then the limit key (kind-tagged, so that a consumer
+/// named like an IP never shares an IP's budget).
+fn limit_key(kind: &Key) -> Vec<u8> {
+    let mut key = property(&["route_name"]).unwrap_or_default();
+    key.push(0);
+    let (tag, value) = match kind {
+        Key::Route => (b'r', Vec::new()),
+        Key::Ip => (b'i', client_ip()),
+        Key::Consumer => match property(&["aistack", "consumer"]).filter(|c| !c.is_empty()) {
+            Some(consumer) => (b'c', consumer),
+            None => (b'i', client_ip()),
+        },
+        Key::Header(name) => {
+            match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name) {
+                Ok(Some(value)) => (b'h', value),
+                _ => (b'i', client_ip()),
+            }
+        }
+    };
+    key.push(tag);
+    key.extend_from_slice(&value);
+    key
+}
+
+/// The connection's client IP: `source.address` without its port.
+fn client_ip() -> Vec<u8> {
+    let address = property(&["source", "address"]).unwrap_or_default();
+    let text = String::from_utf8_lossy(&address);
+    let ip = if let Some(rest) = text.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        match text.rsplit_once(':') {
+            Some((ip, _port)) if !ip.contains(':') => ip,
+            _ => &text,
+        }
+    };
+    ip.as_bytes().to_vec()
+}
+
+fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// The `RateLimit-*` headers and their `X-RateLimit-*` forms.
+fn limit_headers(v: &Verdict) -> [(&'static str, String); 6] {
+    [
+        ("ratelimit-limit", v.limit.to_string()),
+        ("ratelimit-remaining", v.remaining.to_string()),
+        ("ratelimit-reset", v.reset.to_string()),
+        ("x-ratelimit-limit", v.limit.to_string()),
+        ("x-ratelimit-remaining", v.remaining.to_string()),
+        ("x-ratelimit-reset", v.reset.to_string()),
+    ]
+}
+
+/// Answers the effective request with 429 JSON `rate_limited`.
+fn refuse(verdict: &Verdict) {
+    let request_id = property(&["request", "id"]).and_then(|b| String::from_utf8(b).ok());
+    let body = serde_json::json!({
+        "error": {
+            "code": "rate_limited",
+            "message": "rate limit exceeded; retry later",
+            "request_id": request_id,
+        }
+    })
+    .to_string();
+    let retry_after = verdict.retry_after.to_string();
+    let limits = limit_headers(verdict);
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("retry-after", retry_after.as_str()),
+    ];
+    headers.extend(limits.iter().map(|(n, v)| (*n, v.as_str())));
+    let _ = hostcalls::send_http_response(429, headers, Some(body.as_bytes()));
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}

@@ -1,0 +1,91 @@
+//! Request limits on routes without filters: too many header fields or header bytes
+//! (431), a body over `server.max_request_body` (413), declared or streamed; the answers
+//! are the JSON error and the gateway keeps serving.
+
+use aistack_e2e::echo::EchoUpstream;
+use serde_json::Value;
+
+use crate::wasm_common::start_with_server;
+
+const LIMITS: &str =
+    "  max_request_headers: 8\n  max_request_header_bytes: 400\n  max_request_body: 1KiB\n";
+const ROUTES: &str = "upstreams:\n  echo:\n    targets: [127.0.0.1:{echo}]\n\
+routes:\n  - name: open\n    path: /\n    upstream: echo\n";
+
+#[tokio::test]
+async fn headers_and_bodies_past_the_limits_get_431_and_413_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let gw = start_with_server(&echo, dir.path(), 1, LIMITS, ROUTES).await;
+    let client = reqwest::Client::new();
+
+    let ok = client.get(gw.url("/fine")).send().await.expect("request");
+    assert_eq!(ok.status(), 200);
+
+    let mut many = client.get(gw.url("/many"));
+    for i in 0..10 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let r = many.send().await.expect("request");
+    assert_eq!(r.status(), 431);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["error"]["code"], "request_header_fields_too_large", "{e}");
+    assert!(e["error"]["request_id"].is_string(), "{e}");
+
+    let r = client
+        .get(gw.url("/big"))
+        .header("x-big", "b".repeat(500))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 431);
+
+    // Declared too long: refused before anything goes upstream.
+    let hits = echo.hits();
+    let r = client
+        .post(gw.url("/upload"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 413);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["error"]["code"], "payload_too_large", "{e}");
+    assert_eq!(echo.hits(), hits);
+
+    // Streamed (chunked, no length): counted as it passes.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
+            .await
+            .expect("connect");
+        let head =
+            "POST /stream HTTP/1.1\r\nhost: limits.test\r\ntransfer-encoding: chunked\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.expect("write");
+        for _ in 0..4 {
+            let chunk = format!("200\r\n{}\r\n", "y".repeat(512));
+            if stream.write_all(chunk.as_bytes()).await.is_err() {
+                break; // the gateway answered and closed first
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the gateway answers");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+        assert!(text.contains("payload_too_large"), "{text}");
+    }
+
+    let r = client
+        .post(gw.url("/small"))
+        .body("ok")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200, "the gateway keeps serving");
+}
