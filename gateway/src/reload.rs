@@ -124,6 +124,9 @@ fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::Gatew
     if old.database_url != new.database_url || old.server.threads != new.server.threads {
         tracing::warn!("database and thread settings take effect after a restart");
     }
+    if old.server.keepalive_requests != new.server.keepalive_requests {
+        tracing::warn!("server.keepalive_requests takes effect after a restart");
+    }
     if old.server.plugins.restart_needed(&new.server.plugins) {
         // They size the one plugin runtime of the process (its pool, its deadlines).
         tracing::warn!("plugin limit changes (server.plugins) take effect after a restart");

@@ -376,6 +376,10 @@ fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, 
     // HTTP/1.1 on the same port is unaffected.
     let mut server_options = pingora::apps::HttpServerOptions::default();
     server_options.h2c = true;
+    // Pingora counts reuses: N requests per connection are N - 1 reuses.
+    server_options.keepalive_request_limit =
+        cfg.server.keepalive_requests.map(|n| n.saturating_sub(1));
+    server_options.h2_idle_timeout = Some(cfg.server.keepalive_timeout);
     let mut proxy = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway)
         .name("aistack proxy")
         .server_options(server_options)

@@ -89,3 +89,66 @@ async fn headers_and_bodies_past_the_limits_get_431_and_413_json() {
         .expect("request");
     assert_eq!(r.status(), 200, "the gateway keeps serving");
 }
+
+/// Reads one response (content-length framed) from `stream`; its head, lower-cased.
+async fn read_one(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if seen.len() >= end + 4 + len {
+                return Some(text[..end].to_owned());
+            }
+        }
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn keepalive_limits_and_slow_body_senders() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let server = "  keepalive_requests: 2\n  client_body_timeout: 500ms\n";
+    let gw = start_with_server(&echo, dir.path(), 1, server, ROUTES).await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy));
+
+    // Two requests on one connection, then the gateway closes it.
+    let mut stream = connect().await.expect("connect");
+    let request = b"GET /k HTTP/1.1\r\nhost: limits.test\r\n\r\n";
+    for i in 0..2 {
+        stream.write_all(request).await.expect("write");
+        let head = read_one(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("response {i}"));
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+    }
+    let _ = stream.write_all(request).await;
+    assert!(
+        read_one(&mut stream).await.is_none(),
+        "a third request on the connection"
+    );
+
+    // A client that declares a body and stops sending it: 408 JSON after the timeout.
+    let mut stream = connect().await.expect("connect");
+    stream
+        .write_all(b"POST /slow HTTP/1.1\r\nhost: limits.test\r\ncontent-length: 100\r\n\r\nabc")
+        .await
+        .expect("write");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), read_one(&mut stream))
+        .await
+        .expect("the gateway gives up on the slow sender");
+    let head = answer.expect("a response");
+    assert!(head.starts_with("http/1.1 408"), "{head}");
+}

@@ -62,6 +62,11 @@ pub struct ServerSettings {
     pub max_request_headers: usize,
     pub max_request_header_bytes: u64,
     pub max_request_body: Option<u64>,
+    /// Client connections: requests per connection (restart-only), idle keep-alive, the
+    /// wait for each piece of a request body.
+    pub keepalive_requests: Option<u32>,
+    pub keepalive_timeout: Duration,
+    pub client_body_timeout: Duration,
 }
 
 pub use super::limits::PluginLimits;
@@ -308,6 +313,12 @@ pub(super) fn validate(
             max_request_headers: file.server.max_request_headers.max(1),
             max_request_header_bytes: file.server.max_request_header_bytes.0.max(1),
             max_request_body: file.server.max_request_body.map(|b| b.0),
+            keepalive_requests: file.server.keepalive_requests.filter(|n| *n > 0),
+            keepalive_timeout: file.server.keepalive_timeout.max(Duration::from_secs(1)),
+            client_body_timeout: file
+                .server
+                .client_body_timeout
+                .max(Duration::from_millis(100)),
         },
         upstreams,
         routes,

@@ -158,6 +158,20 @@ pub struct ServerConf {
     /// anything goes upstream, else counted as it streams. Default none.
     #[serde(default)]
     pub max_request_body: Option<ByteSize>,
+    /// Requests one client connection may carry before the gateway closes it (none).
+    /// Restart to change.
+    #[serde(default)]
+    pub keepalive_requests: Option<u32>,
+    /// How long an idle client connection is kept open between requests. Default 60s.
+    #[serde(default = "default_keepalive_timeout", with = "humantime_serde_compat")]
+    pub keepalive_timeout: Duration,
+    /// Longest wait for the next piece of a request body from the client (slow
+    /// senders); past it, 408. Default 60s.
+    #[serde(
+        default = "default_client_body_timeout",
+        with = "humantime_serde_compat"
+    )]
+    pub client_body_timeout: Duration,
 }
 
 impl Default for ServerConf {
@@ -174,6 +188,9 @@ impl Default for ServerConf {
             max_request_headers: default_max_request_headers(),
             max_request_header_bytes: default_max_request_header_bytes(),
             max_request_body: None,
+            keepalive_requests: None,
+            keepalive_timeout: default_keepalive_timeout(),
+            client_body_timeout: default_client_body_timeout(),
         }
     }
 }
@@ -223,6 +240,14 @@ fn default_memory_limit() -> Spanned<ByteSize> {
 
 fn default_call_deadline() -> Spanned<HumanDuration> {
     unspanned(HumanDuration(RuntimeOptions::DEFAULT_CALL_DEADLINE))
+}
+
+fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_client_body_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_max_request_headers() -> usize {

@@ -121,6 +121,12 @@ impl ProxyHttp for Gateway {
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop(session.req_header_mut());
+        let snapshot = self.snapshots.load();
+        let server = &snapshot.config.server;
+        session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+        session
+            .as_mut()
+            .set_read_timeout(Some(server.client_body_timeout));
         Ok(())
     }
 
@@ -478,6 +484,8 @@ fn classify(e: &Error) -> Option<ErrorReply> {
         HTTPStatus(503) => Some(respond::NO_UPSTREAM),
         HTTPStatus(code) if *code >= 500 => Some(respond::INTERNAL),
         HTTPStatus(_) => Some(respond::BAD_REQUEST),
+        // A client that stopped sending its body (`server.client_body_timeout`).
+        ReadTimedout if e.esource() == &ErrorSource::Downstream => Some(respond::REQUEST_TIMEOUT),
         ConnectTimedout | ReadTimedout | WriteTimedout => Some(respond::GATEWAY_TIMEOUT),
         _ => match e.esource() {
             ErrorSource::Upstream => Some(respond::BAD_GATEWAY),

@@ -53,6 +53,11 @@ pub const BODY_TOO_LARGE: ErrorReply = ErrorReply {
     code: "payload_too_large",
     message: "the request body exceeds the allowed size",
 };
+pub const REQUEST_TIMEOUT: ErrorReply = ErrorReply {
+    status: 408,
+    code: "request_timeout",
+    message: "the client stopped sending its request",
+};
 pub const BAD_REQUEST: ErrorReply = ErrorReply {
     status: 400,
     code: "bad_request",
