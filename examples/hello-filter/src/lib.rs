@@ -29,7 +29,11 @@ impl RootContext for HelloRoot {
             return true;
         };
         let text = String::from_utf8_lossy(&bytes);
-        match text.split("\"greeting\"").nth(1).and_then(|rest| rest.split('"').nth(1)) {
+        match text
+            .split("\"greeting\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').nth(1))
+        {
             Some(g) if !g.is_empty() => {
                 self.greeting = g.to_string();
                 true
@@ -40,7 +44,9 @@ impl RootContext for HelloRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Hello { greeting: self.greeting.clone() }))
+        Some(Box::new(Hello {
+            greeting: self.greeting.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -58,7 +64,11 @@ impl HttpContext for Hello {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if self.get_http_request_header(":path").as_deref() == Some("/hello") {
             let body = format!("{}, world\n", self.greeting);
-            self.send_http_response(200, vec![("content-type", "text/plain")], Some(body.as_bytes()));
+            self.send_http_response(
+                200,
+                vec![("content-type", "text/plain")],
+                Some(body.as_bytes()),
+            );
             return Action::Pause;
         }
         self.set_http_request_header("x-hello", Some(&self.greeting));

@@ -160,20 +160,15 @@ fn key(raw: &RawKey) -> Result<Key, String> {
             if secret.is_empty() {
                 return Err("`secret` must not be empty".to_owned());
             }
-            DecodingKey::from_secret(secret.as_bytes())
-                .map_err(|e| format!("`secret`: {e}"))?
+            DecodingKey::from_secret(secret.as_bytes()).map_err(|e| format!("`secret`: {e}"))?
         }
         (Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512, _, _) => {
-            return Err(format!(
-                "{alg:?} needs `secret` (and no `public_key_pem`)"
-            ));
+            return Err(format!("{alg:?} needs `secret` (and no `public_key_pem`)"));
         }
         (_, None, Some(pem)) => pem_key(alg, pem.as_bytes())
             .map_err(|e| format!("`public_key_pem` is not a {alg:?} public key: {e}"))?,
         (_, _, _) => {
-            return Err(format!(
-                "{alg:?} needs `public_key_pem` (and no `secret`)"
-            ));
+            return Err(format!("{alg:?} needs `public_key_pem` (and no `secret`)"));
         }
     };
     Ok(Key {

@@ -61,9 +61,13 @@ struct JwtRoot {
 
 impl Context for JwtRoot {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _: usize) {
-        let Some(state) = self.state.clone() else { return };
+        let Some(state) = self.state.clone() else {
+            return;
+        };
         let status = self.get_http_call_response_header(":status");
-        let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
         let result = match status.as_deref() {
             Some("200") => verify::parse_jwks(&body),
             Some(other) => Err(format!("the JWKS upstream answered {other}")),
@@ -78,7 +82,10 @@ impl Context for JwtRoot {
             match result {
                 Ok((keys, skipped)) if !keys.is_empty() => {
                     if skipped > 0 {
-                        log(LogLevel::Info, &format!("JWKS: {skipped} non-signing or unusable keys skipped"));
+                        log(
+                            LogLevel::Info,
+                            &format!("JWKS: {skipped} non-signing or unusable keys skipped"),
+                        );
                     }
                     s.jwks_keys = Some(keys);
                     s.jwks_failed = false;
@@ -90,7 +97,10 @@ impl Context for JwtRoot {
                         Ok(_) => "the JWKS holds no usable signing key".to_owned(),
                     };
                     if s.jwks_keys.is_some() {
-                        log(LogLevel::Warn, &format!("JWKS refresh failed, keeping the cached keys: {why}"));
+                        log(
+                            LogLevel::Warn,
+                            &format!("JWKS refresh failed, keeping the cached keys: {why}"),
+                        );
                         (Vec::new(), refresh)
                     } else {
                         log(LogLevel::Error, &format!("JWKS fetch failed: {why}"));
@@ -165,7 +175,10 @@ impl RootContext for JwtRoot {
             Ok(token) => s.in_flight = Some(token),
             Err(status) => log(
                 LogLevel::Error,
-                &format!("JWKS callout to upstream {:?} refused: {status:?}", jwks.upstream),
+                &format!(
+                    "JWKS callout to upstream {:?} refused: {status:?}",
+                    jwks.upstream
+                ),
             ),
         }
     }
@@ -316,7 +329,9 @@ fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
 }
 
 fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
 }
 
 fn set_request_header(name: &str, value: Option<&str>) {

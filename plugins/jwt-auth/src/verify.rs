@@ -112,7 +112,11 @@ pub fn parse_jwks(body: &[u8]) -> Result<(Vec<Key>, usize), String> {
 }
 
 fn jwk_key(entry: &Value) -> Option<Key> {
-    if entry.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+    if entry
+        .get("use")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u != "sig")
+    {
         return None;
     }
     let kty = entry.get("kty").and_then(Value::as_str)?;
@@ -128,9 +132,13 @@ fn jwk_key(entry: &Value) -> Option<Key> {
     };
     let family_ok = matches!(
         (kty, alg),
-        ("RSA", Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512)
-            | ("RSA", Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512)
-            | ("EC", Algorithm::ES256 | Algorithm::ES384)
+        (
+            "RSA",
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512
+        ) | (
+            "RSA",
+            Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
+        ) | ("EC", Algorithm::ES256 | Algorithm::ES384)
             | ("OKP", Algorithm::EdDSA)
     );
     if !family_ok {

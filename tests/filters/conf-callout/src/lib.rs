@@ -209,7 +209,11 @@ impl HttpContext for Filter {
             return self.call(&path);
         }
         if let Some(upstream) = path.strip_prefix("/callout-two/") {
-            let headers = vec![(":method", "GET"), (":path", "/two"), (":authority", "two.test")];
+            let headers = vec![
+                (":method", "GET"),
+                (":path", "/two"),
+                (":authority", "two.test"),
+            ];
             for _ in 0..2 {
                 let timeout = Duration::from_secs(5);
                 let _ = self.dispatch_http_call(upstream, headers.clone(), None, vec![], timeout);
@@ -234,7 +238,11 @@ impl HttpContext for Filter {
 
 impl Filter {
     fn fire(&self, upstream: &str, path: &str) {
-        let headers = vec![(":method", "GET"), (":path", path), (":authority", "side.test")];
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path),
+            (":authority", "side.test"),
+        ];
         let _ = self.dispatch_http_call(upstream, headers, None, vec![], Duration::from_secs(2));
     }
 }

@@ -88,15 +88,27 @@ impl Filter {
     fn foreign_answer(&self, call: &str) -> Action {
         let parts: Vec<&str> = call.split('/').collect();
         let body = match parts.as_slice() {
-            ["sha256", text] => self.foreign("aistack.sha256", text.as_bytes()).map(|r| hex(&r)),
+            ["sha256", text] => self
+                .foreign("aistack.sha256", text.as_bytes())
+                .map(|r| hex(&r)),
             ["hmac", key, message] => self
                 .foreign("aistack.hmac_sha256", &prefixed(key, message))
                 .map(|r| hex(&r)),
             ["eq", a, b] => self
                 .foreign("aistack.constant_time_eq", &prefixed(a, b))
-                .map(|r| if r == [1] { "equal".into() } else { "different".into() }),
-            ["bad"] => self.foreign("aistack.hmac_sha256", b"\xff\xff").map(|r| hex(&r)),
-            ["missing"] => self.foreign("aistack.no_such_function", b"").map(|_| String::new()),
+                .map(|r| {
+                    if r == [1] {
+                        "equal".into()
+                    } else {
+                        "different".into()
+                    }
+                }),
+            ["bad"] => self
+                .foreign("aistack.hmac_sha256", b"\xff\xff")
+                .map(|r| hex(&r)),
+            ["missing"] => self
+                .foreign("aistack.no_such_function", b"")
+                .map(|_| String::new()),
             _ => Ok("unknown".into()),
         };
         self.answer(&body.unwrap_or_else(|status| status))
