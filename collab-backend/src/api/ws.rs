@@ -99,14 +99,8 @@ async fn connect(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (mut parts, _body) = request.into_parts();
-    let user_id = match q.ticket.as_deref() {
-        Some(ticket) => {
-            let found = store::preferences::consume_ticket(&s.db, &secret::hash(ticket)).await?;
-            let user_id = found.ok_or(ApiError::Unauthenticated("invalid or used ticket"))?;
-            auth::caller_for(&s, user_id, None).await?.user_id
-        }
-        None => Caller::from_request_parts(&mut parts, &s).await?.user_id,
-    };
+    // Everything that can refuse the request comes before the ticket is consumed, so a
+    // request that could never upgrade does not burn it.
     let after = match q.after.as_deref() {
         None | Some("") => None,
         Some(text) => Some(Uuid::parse_str(text).map_err(|_| {
@@ -116,6 +110,14 @@ async fn connect(
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &s)
         .await
         .map_err(|rejection| ApiError::bad_request("websocket_required", rejection.body_text()))?;
+    let user_id = match q.ticket.as_deref() {
+        Some(ticket) => {
+            let found = store::preferences::consume_ticket(&s.db, &secret::hash(ticket)).await?;
+            let user_id = found.ok_or(ApiError::Unauthenticated("invalid or used ticket"))?;
+            auth::caller_for(&s, user_id, None).await?.user_id
+        }
+        None => Caller::from_request_parts(&mut parts, &s).await?.user_id,
+    };
     let heartbeat = s.options.ws_heartbeat;
     let (db, hub) = (s.db.clone(), s.hub.clone());
     Ok(upgrade

@@ -30,6 +30,7 @@ mod database;
 mod errors;
 mod health;
 mod listing;
+mod notifications;
 mod openapi;
 mod organizations;
 mod serve;
