@@ -123,7 +123,11 @@ impl ProxyHttp for Gateway {
         headers::strip_hop_by_hop(session.req_header_mut());
         let snapshot = self.snapshots.load();
         let server = &snapshot.config.server;
-        session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+        // Only where the connection is to be kept at all (not after `Connection: close`
+        // or an HTTP/1.0 request without keep-alive).
+        if session.as_ref().get_keepalive().is_some() {
+            session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+        }
         session
             .as_mut()
             .set_read_timeout(Some(server.client_body_timeout));
