@@ -60,7 +60,11 @@ impl ProxyHttp for Gateway {
     /// Assigns the request id, routes, and runs the request side of the filter
     /// chain. `Ok(true)` means a response was already sent.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let snapshot = self.snapshots.load();
+        // Taken in `early_request_filter`: one snapshot for the whole request.
+        let snapshot = match ctx.snapshot.take() {
+            Some(snapshot) => snapshot,
+            None => self.snapshots.load(),
+        };
         ctx.info.request_id =
             request_id::accept_or_generate(session.req_header().headers.get("x-request-id"));
         ctx.info.start = std::time::SystemTime::now();
@@ -118,10 +122,10 @@ impl ProxyHttp for Gateway {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop(session.req_header_mut());
-        let snapshot = self.snapshots.load();
+        let snapshot = ctx.snapshot.insert(self.snapshots.load());
         let server = &snapshot.config.server;
         // Only where the connection is to be kept at all (not after `Connection: close`
         // or an HTTP/1.0 request without keep-alive).

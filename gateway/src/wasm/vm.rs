@@ -373,6 +373,22 @@ impl Vm {
         mem::swap(io.state, &mut http.state);
     }
 
+    /// Runs a callback that decides (`proxy_on_request_headers` and the like) with the
+    /// request's data lent, and maps its action and deferred host calls to a decision.
+    fn deciding_call<P: WasmParams>(
+        &mut self,
+        phase: Phase,
+        context: u32,
+        func: Option<TypedFunc<P, u32>>,
+        params: P,
+        io: &mut Io<'_>,
+        stream: Stream,
+    ) -> Result<Decision, PluginFault> {
+        let action = self.http_call(phase, context, func, params, io)?;
+        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
+        Ok(decide(action, deferred, stream))
+    }
+
     /// Creates an HTTP context for a request (`proxy_on_context_create(id, root)`).
     pub(crate) fn create_context(&mut self, io: &mut Io<'_>) -> Result<u32, PluginFault> {
         let host = self.store.data_mut();
@@ -397,15 +413,15 @@ impl Vm {
     ) -> Result<Decision, PluginFault> {
         let count = io.request.as_deref().map_or(0, request_header_count);
         let func = self.exports.request_headers.clone();
-        let action = self.http_call(
+        let params = (context, count, u32::from(end_of_stream));
+        self.deciding_call(
             Phase::RequestHeaders,
             context,
             func,
-            (context, count, u32::from(end_of_stream)),
+            params,
             io,
-        )?;
-        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
-        Ok(decide(action, deferred, Stream::Request))
+            Stream::Request,
+        )
     }
 
     pub(crate) fn response_headers(
@@ -419,15 +435,15 @@ impl Vm {
             .as_deref()
             .map_or(0, |r| len32(r.headers.len() + 1));
         let func = self.exports.response_headers.clone();
-        let action = self.http_call(
+        let params = (context, count, u32::from(end_of_stream));
+        self.deciding_call(
             Phase::ResponseHeaders,
             context,
             func,
-            (context, count, u32::from(end_of_stream)),
+            params,
             io,
-        )?;
-        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
-        Ok(decide(action, deferred, Stream::Response))
+            Stream::Response,
+        )
     }
 
     /// `proxy_on_response_trailers(context, count)`, with the trailers lent as
@@ -439,10 +455,15 @@ impl Vm {
     ) -> Result<Decision, PluginFault> {
         let count = io.response.as_deref().map_or(0, |r| len32(r.headers.len()));
         let func = self.exports.response_trailers.clone();
-        let action =
-            self.http_call(Phase::ResponseTrailers, context, func, (context, count), io)?;
-        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
-        Ok(decide(action, deferred, Stream::Response))
+        let params = (context, count);
+        self.deciding_call(
+            Phase::ResponseTrailers,
+            context,
+            func,
+            params,
+            io,
+            Stream::Response,
+        )
     }
 
     /// `proxy_on_request_body` / `proxy_on_response_body` with `io.body` as the buffer.
@@ -469,9 +490,7 @@ impl Vm {
             ),
         };
         let params = (context, size, u32::from(end_of_stream));
-        let action = self.http_call(phase, context, func, params, io)?;
-        let deferred = mem::take(&mut self.store.data_mut().call.deferred);
-        Ok(decide(action, deferred, stream))
+        self.deciding_call(phase, context, func, params, io, stream)
     }
 
     /// `proxy_on_log`. A fault is counted (no request answers for it).
