@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod echo;
+pub mod raw;
 
 /// The Proxy-Wasm filters built for the tests by `build.rs`: the conformance filters of
 /// `tests/filters/` and `examples/hello-filter`.

@@ -3,7 +3,7 @@
 //! echo upstream sends back, and edits request and response headers.
 
 use aistack_e2e::echo::EchoUpstream;
-use aistack_e2e::filters;
+use aistack_e2e::{filters, raw};
 use serde_json::Value;
 
 use crate::wasm_common::{header, seen, seen_all, start};
@@ -143,38 +143,6 @@ async fn header_maps_properties_and_local_responses_behave_as_in_envoy() {
     assert_eq!(echo.hits(), hits);
 }
 
-/// Reads one HTTP/1.1 response from `stream` (framed by content-length or chunked) and
-/// returns its head, lower-cased.
-async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = &text[..end];
-            let body = &text[end + 4..];
-            let done = if head.contains("transfer-encoding: chunked") {
-                body.ends_with("0\r\n\r\n")
-            } else if let Some(len) = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-            {
-                body.len() >= len
-            } else {
-                panic!("a response without framing on a keep-alive connection: {text}");
-            };
-            if done {
-                return head.to_owned();
-            }
-        }
-        let n = stream.read(&mut buf).await.expect("read");
-        assert!(n > 0, "the gateway closed the connection: {text}");
-        seen.extend_from_slice(&buf[..n]);
-    }
-}
-
 #[tokio::test]
 async fn responses_through_a_filter_keep_the_connection_alive() {
     use tokio::io::AsyncWriteExt;
@@ -188,7 +156,14 @@ async fn responses_through_a_filter_keep_the_connection_alive() {
     for i in 0..3 {
         let request = format!("GET /keep/{i} HTTP/1.1\r\nhost: keep.test\r\n\r\n");
         stream.write_all(request.as_bytes()).await.expect("write");
-        let head = read_response(&mut stream).await;
+        let (head, framing) = raw::read_response(&mut stream)
+            .await
+            .expect("the gateway closed the connection");
+        assert_ne!(
+            framing,
+            raw::Framing::None,
+            "a response without framing: {head}"
+        );
         assert!(head.starts_with("http/1.1 200"), "{head}");
         assert!(!head.contains("connection: close"), "{head}");
     }
@@ -197,25 +172,15 @@ async fn responses_through_a_filter_keep_the_connection_alive() {
 
 #[tokio::test]
 async fn an_http_1_0_request_reports_its_protocol() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let echo = EchoUpstream::start().await;
     let wasm = filters::install("conf-headers", dir.path());
     let gw = start(&echo, dir.path(), 1, &ROUTES.replace("{wasm}", &wasm)).await;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
-        .await
-        .expect("connect");
-    stream
-        .write_all(b"GET /old HTTP/1.0\r\nhost: old.test\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut answer),
+    let answer = raw::until_close(
+        gw.ports.proxy,
+        b"GET /old HTTP/1.0\r\nhost: old.test\r\n\r\n",
     )
     .await
-    .expect("the response ends")
     .expect("read");
     let text = String::from_utf8_lossy(&answer);
     assert!(
@@ -230,27 +195,17 @@ async fn an_http_1_0_request_reports_its_protocol() {
 
 #[tokio::test]
 async fn a_closed_stream_drops_the_connection_without_a_response() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let echo = EchoUpstream::start().await;
     let wasm = filters::install("conf-headers", dir.path());
     let gw = start(&echo, dir.path(), 1, &ROUTES.replace("{wasm}", &wasm)).await;
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
-        .await
-        .expect("connect");
-    stream
-        .write_all(b"GET /reset HTTP/1.1\r\nhost: reset.test\r\n\r\n")
-        .await
-        .expect("write");
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut answer),
+    let read = raw::until_close(
+        gw.ports.proxy,
+        b"GET /reset HTTP/1.1\r\nhost: reset.test\r\n\r\n",
     )
-    .await
-    .expect("the connection ends");
+    .await;
     // A reset or an orderly close, but not one byte of a response.
-    if read.is_ok() {
+    if let Ok(answer) = read {
         assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     }
     assert_eq!(echo.hits(), 0);
