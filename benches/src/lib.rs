@@ -21,3 +21,4 @@ pub mod probe;
 pub mod report;
 pub mod wasm_cost;
 pub mod wrk;
+pub mod ws_fanout;
