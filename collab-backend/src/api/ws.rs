@@ -83,8 +83,14 @@ async fn mint(
     let expires = timestamp::now()
         + chrono::Duration::from_std(TICKET_TTL).unwrap_or(chrono::Duration::seconds(30));
     let expires_at = timestamp::format(expires);
-    store::preferences::insert_ticket(&s.db, caller.user_id, &secret::hash(&ticket), &expires_at)
-        .await?;
+    store::preferences::insert_ticket(
+        &s.db,
+        caller.user_id,
+        caller.token_id,
+        &secret::hash(&ticket),
+        &expires_at,
+    )
+    .await?;
     let body = WsTicket {
         ticket,
         expires_at,
@@ -110,17 +116,28 @@ async fn connect(
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &s)
         .await
         .map_err(|rejection| ApiError::bad_request("websocket_required", rejection.body_text()))?;
-    let user_id = match q.ticket.as_deref() {
+    let caller = match q.ticket.as_deref() {
         Some(ticket) => {
             let found = store::preferences::consume_ticket(&s.db, &secret::hash(ticket)).await?;
-            let user_id = found.ok_or(ApiError::Unauthenticated("invalid or used ticket"))?;
-            auth::caller_for(&s, user_id, None).await?.user_id
+            let (user_id, token_id) =
+                found.ok_or(ApiError::Unauthenticated("invalid or used ticket"))?;
+            if let Some(token_id) = token_id
+                && !store::tokens::is_live(&s.db, token_id).await?
+            {
+                return Err(ApiError::Unauthenticated("invalid or expired token"));
+            }
+            auth::caller_for(&s, user_id, token_id).await?
         }
-        None => Caller::from_request_parts(&mut parts, &s).await?.user_id,
+        None => Caller::from_request_parts(&mut parts, &s).await?,
     };
-    let heartbeat = s.options.ws_heartbeat;
+    let session = session::Params {
+        user_id: caller.user_id,
+        token_id: caller.token_id,
+        after,
+        heartbeat: s.options.ws_heartbeat,
+    };
     let (db, hub) = (s.db.clone(), s.hub.clone());
     Ok(upgrade
-        .on_upgrade(move |socket| session::run(socket, db, hub, user_id, after, heartbeat))
+        .on_upgrade(move |socket| session::run(socket, db, hub, session))
         .into_response())
 }

@@ -7,6 +7,13 @@
 //!
 //! Heartbeats: a WebSocket ping every `heartbeat`; a client silent (no pong, no message)
 //! for three heartbeats is disconnected. Client messages other than close are ignored.
+//!
+//! Re-authorization: a socket opened with a token (in `Authorization`, or through a
+//! ticket minted with one) stays open only while that token is live. At every heartbeat
+//! the session checks it; once it is revoked (sign-out, token revocation) or expired, the
+//! socket is closed with 1008 (policy violation) and nothing more is pushed. Sockets
+//! opened through the gateway's identity headers carry no token of ours: the gateway's
+//! auth filter vouched for the upgrade, and they stay open until either side closes.
 //! The session closes (code 1001) when the server stops.
 //!
 //! Nothing is lost: the session remembers the last id it pushed and, on every signal,
@@ -37,25 +44,39 @@ enum End {
     Store(#[from] StoreError),
 }
 
+/// Who a session serves and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Params {
+    /// The user whose notifications are pushed.
+    pub user_id: Uuid,
+    /// The token the socket was opened with, checked at every heartbeat.
+    pub token_id: Option<Uuid>,
+    /// Replay what came after this notification id first.
+    pub after: Option<Uuid>,
+    /// Ping period.
+    pub heartbeat: Duration,
+}
+
 struct Session {
     socket: WebSocket,
     db: Db,
     user_id: Uuid,
+    token_id: Option<Uuid>,
     /// The last notification id pushed (or known at connect).
     last: Uuid,
     /// The unread count last pushed.
     count: Option<i64>,
 }
 
-/// Serves one upgraded socket for `user_id` until either side closes.
-pub(crate) async fn run(
-    socket: WebSocket,
-    db: Db,
-    hub: Hub,
-    user_id: Uuid,
-    after: Option<Uuid>,
-    heartbeat: Duration,
-) {
+/// Serves one upgraded socket for `params.user_id` until either side closes or its
+/// token stops being live.
+pub(crate) async fn run(socket: WebSocket, db: Db, hub: Hub, params: Params) {
+    let Params {
+        user_id,
+        token_id,
+        after,
+        heartbeat,
+    } = params;
     // Subscribe before reading the starting point, so nothing slips between the two.
     let mut signals = hub.subscribe();
     let mut closing = hub.closing();
@@ -72,6 +93,7 @@ pub(crate) async fn run(
         socket,
         db,
         user_id,
+        token_id,
         last,
         count: None,
     };
@@ -108,6 +130,12 @@ impl Session {
                 _ = ping.tick() => {
                     if heard.elapsed() > heartbeat * 3 {
                         self.close(close_code::POLICY, "heartbeat timeout").await;
+                        return Ok(());
+                    }
+                    if let Some(token_id) = self.token_id
+                        && !store::tokens::is_live(&self.db, token_id).await?
+                    {
+                        self.close(close_code::POLICY, "token revoked or expired").await;
                         return Ok(());
                     }
                     self.send(Message::Ping(Vec::new().into())).await?;

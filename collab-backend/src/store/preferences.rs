@@ -4,7 +4,7 @@
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{StoreError, uuid_at};
+use super::{StoreError, opt_uuid_at, uuid_at};
 use crate::Db;
 use crate::timestamp;
 
@@ -164,6 +164,7 @@ pub async fn set_mute(
 pub async fn insert_ticket(
     db: &Db,
     user_id: Uuid,
+    token_id: Option<Uuid>,
     hash: &str,
     expires_at: &str,
 ) -> Result<(), StoreError> {
@@ -174,11 +175,12 @@ pub async fn insert_ticket(
         .execute(db.pool())
         .await?;
     sqlx::query(
-        "INSERT INTO ws_tickets (ticket_hash, user_id, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO ws_tickets (ticket_hash, user_id, token_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(hash)
     .bind(user_id.to_string())
+    .bind(token_id.map(|id| id.to_string()))
     .bind(now)
     .bind(expires_at)
     .execute(db.pool())
@@ -186,15 +188,22 @@ pub async fn insert_ticket(
     Ok(())
 }
 
-/// Consumes the live ticket with `hash`: deletes it and returns its user. The delete is
-/// the claim, so two concurrent uses cannot both succeed.
-pub async fn consume_ticket(db: &Db, hash: &str) -> Result<Option<Uuid>, StoreError> {
+/// Consumes the live ticket with `hash`: deletes it and returns its user and the token
+/// it was minted with (none when minted through the gateway's identity headers). The
+/// delete is the claim, so two concurrent uses cannot both succeed.
+pub async fn consume_ticket(
+    db: &Db,
+    hash: &str,
+) -> Result<Option<(Uuid, Option<Uuid>)>, StoreError> {
     let row = sqlx::query(
-        "DELETE FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > $2 RETURNING user_id",
+        "DELETE FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > $2 \
+         RETURNING user_id, token_id",
     )
     .bind(hash)
     .bind(timestamp::format(timestamp::now()))
     .fetch_optional(db.pool())
     .await?;
-    row.as_ref().map(|row| uuid_at(row, "user_id")).transpose()
+    row.as_ref()
+        .map(|row| Ok((uuid_at(row, "user_id")?, opt_uuid_at(row, "token_id")?)))
+        .transpose()
 }

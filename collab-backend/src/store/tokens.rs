@@ -74,6 +74,20 @@ pub async fn lookup(db: &Db, hash: &str) -> Result<Option<(Uuid, Uuid)>, StoreEr
     }
 }
 
+/// Whether the token `id` is still live (neither revoked nor expired).
+pub async fn is_live(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    let now = timestamp::format(timestamp::now());
+    let row = sqlx::query(
+        "SELECT id FROM tokens WHERE id = $1 AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.is_some())
+}
+
 /// The live personal tokens of `user_id`.
 pub async fn list_personal(db: &Db, user_id: Uuid) -> Result<Vec<TokenInfo>, StoreError> {
     let rows = sqlx::query(

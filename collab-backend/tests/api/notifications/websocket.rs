@@ -16,7 +16,11 @@ use super::served::{
 use crate::support::TestApp;
 use crate::tasks::{id, new_task, world};
 
-on_both_dialects!(websocket_pushes_and_replays, websocket_needs_authentication);
+on_both_dialects!(
+    websocket_pushes_and_replays,
+    websocket_needs_authentication,
+    websocket_closes_when_its_token_is_revoked
+);
 
 async fn websocket_pushes_and_replays(app: TestApp) {
     let w = world(&app).await;
@@ -140,6 +144,72 @@ async fn websocket_needs_authentication(app: TestApp) {
         .get(&w.gus, "/api/v1/ws")
         .await
         .assert_error(StatusCode::BAD_REQUEST, "websocket_required");
+}
+
+/// Re-authorization: signing out closes every socket opened with that token (by header or
+/// through a ticket minted with it) at the next heartbeat, with 1008, and a ticket minted
+/// before the sign-out no longer opens one; another user's socket stays open.
+async fn websocket_closes_when_its_token_is_revoked(mut app: TestApp) {
+    app.options.ws_heartbeat = Duration::from_millis(100);
+    let w = world(&app).await;
+    let served = Served::start(&app).await;
+    let mut by_header = served.ws(Some(&w.gus), "").await;
+    assert_eq!(next(&mut by_header).await, count_message(0));
+    let mut by_ticket = served.ws_with_ticket(&w.gus, 0).await;
+    let minted = served.post(&w.gus, "/api/v1/ws/tickets", json!({})).await;
+    assert_eq!(minted.status, StatusCode::CREATED, "{}", minted.body);
+    let unused = minted.body["ticket"].as_str().expect("ticket").to_owned();
+    let mut mia_ws = served.ws(Some(&w.mia), "").await;
+    assert_eq!(next(&mut mia_ws).await, count_message(0));
+
+    let signed_out = served
+        .post(&w.gus, "/api/v1/auth/sign-out", json!({}))
+        .await;
+    assert_eq!(
+        signed_out.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        signed_out.body
+    );
+    for ws in [&mut by_header, &mut by_ticket] {
+        assert_policy_close(ws).await;
+    }
+    served
+        .raw(
+            Method::GET,
+            &format!("/api/v1/ws?ticket={unused}"),
+            &upgrade_head(None),
+            "",
+        )
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    // mia's token is live: her socket keeps getting pings past several heartbeats.
+    for _ in 0..5 {
+        let message = tokio::time::timeout(DEADLINE, mia_ws.next())
+            .await
+            .expect("a ping within the deadline")
+            .expect("open")
+            .expect("frame");
+        assert!(matches!(message, Message::Ping(_)), "{message:?}");
+    }
+}
+
+/// Reads until the server's close frame, which must be 1008 (policy violation).
+async fn assert_policy_close(ws: &mut super::served::Ws) {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    loop {
+        let message = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("a close within the deadline");
+        match message {
+            Some(Ok(Message::Ping(_))) => {}
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(frame.code, CloseCode::Policy, "{frame:?}");
+                return;
+            }
+            other => panic!("expected a policy close, got {other:?}"),
+        }
+    }
 }
 
 /// Heartbeats: a client that answers pings stays past three intervals; a silent one is
