@@ -10,6 +10,7 @@ mod limits;
 mod plugin_circuit_breaker;
 mod plugin_jwt;
 mod plugin_rate_limit;
+mod plugin_tracing;
 mod reload;
 mod skeleton;
 mod upstreams;

@@ -21,3 +21,52 @@ pub fn init(level: &str) {
         .with_target(true)
         .try_init();
 }
+
+/// The trace id of a W3C `traceparent` value (the 32 lowercase hex digits after the
+/// version), for the access log's `trace_id`; `None` unless the value is well formed
+/// (any version but `ff`, non-zero ids).
+pub fn trace_id(traceparent: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(traceparent)
+        .ok()?
+        .trim_matches([' ', '\t']);
+    let b = value.as_bytes();
+    let lower_hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let zero = |s: &[u8]| s.iter().all(|c| *c == b'0');
+    let well_formed = b.len() >= 55
+        && (b.len() == 55 || (&b[..2] != b"00" && b[55] == b'-'))
+        && lower_hex(&b[..2])
+        && &b[..2] != b"ff"
+        && b[2] == b'-'
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && lower_hex(&b[3..35])
+        && lower_hex(&b[36..52])
+        && lower_hex(&b[53..55])
+        && !zero(&b[3..35])
+        && !zero(&b[36..52]);
+    well_formed.then(|| &value[3..35])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trace_id;
+
+    #[test]
+    fn trace_ids_come_from_well_formed_traceparents_only() {
+        let good = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(trace_id(good), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        let future = b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
+        assert_eq!(trace_id(future), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        for bad in [
+            &b""[..],
+            b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_eq!(trace_id(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -416,9 +416,18 @@ impl ProxyHttp for Gateway {
         }
         if self.access_log {
             let upstream = ctx.upstream_addr.map(|a| a.to_string()).unwrap_or_default();
+            // The request header as the filter chain left it: the `traceparent` the
+            // upstream got (or would have got), whichever filter set it.
+            let trace_id = session
+                .req_header()
+                .headers
+                .get("traceparent")
+                .and_then(|v| crate::observability::logging::trace_id(v.as_bytes()))
+                .unwrap_or_default();
             tracing::info!(
                 target: "aistack::access",
                 request_id = %ctx.info.request_id,
+                trace_id = %trace_id,
                 route = %route,
                 method = %session.req_header().method,
                 status,

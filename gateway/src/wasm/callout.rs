@@ -61,6 +61,13 @@ impl CalloutUpstreams {
         })))
     }
 
+    /// Whether a callout may name `name`: an upstream of that name with a target.
+    pub fn contains(&self, name: &str) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|u| !u.targets.is_empty())
+    }
+
     /// The next target of `name` and its connect timeout; `None` for an unknown name or
     /// an upstream without targets.
     pub(crate) fn pick(&self, name: &str) -> Option<(SocketAddr, Duration)> {

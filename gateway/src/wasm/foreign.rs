@@ -23,11 +23,17 @@
 //!   value, the first value, then the second; result: one byte, 1 if equal, else 0, in
 //!   time that depends only on the lengths. What comparing a presented signature or
 //!   secret against the expected one needs (a guest's `==` leaks timing).
+//! - `aistack.upstream_exists` — argument: an upstream's name; result: one byte, 1 if the
+//!   config has an upstream of that name with at least one target (one an HTTP callout
+//!   may name), else 0. What a filter checks in `on_configure` to refuse a config naming
+//!   an upstream that does not exist (the tracing filter's collector).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+
+use super::callout::CalloutUpstreams;
 
 /// Why a foreign function failed (mapped to the ABI status by the host function).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +49,8 @@ pub enum ForeignError {
 pub struct ForeignCaller<'a> {
     /// The plugin's name (under `plugins:`).
     pub plugin: &'a str,
+    /// The upstreams its HTTP callouts may name.
+    pub upstreams: &'a CalloutUpstreams,
 }
 
 /// A named host function.
@@ -82,6 +90,11 @@ impl Default for ForeignFunctions {
         registry.register("aistack.constant_time_eq", |_, args| {
             let (a, b) = split_prefixed(args)?;
             Ok(vec![u8::from(constant_time_eq(a, b))])
+        });
+        registry.register("aistack.upstream_exists", |caller, args| {
+            let name = std::str::from_utf8(args)
+                .map_err(|_| ForeignError::BadArgument("the name is not UTF-8".into()))?;
+            Ok(vec![u8::from(caller.upstreams.contains(name))])
         });
         registry
     }
@@ -193,15 +206,29 @@ mod tests {
     #[test]
     fn the_registry_calls_by_name() {
         let registry = ForeignFunctions::default();
-        let caller = ForeignCaller { plugin: "p" };
+        let upstreams = CalloutUpstreams::new([(
+            "otel".to_owned(),
+            vec!["127.0.0.1:4318".parse().expect("addr")],
+            std::time::Duration::from_secs(1),
+        )]);
+        let caller = ForeignCaller {
+            plugin: "p",
+            upstreams: &upstreams,
+        };
         assert_eq!(
             registry.names(),
             [
                 "aistack.constant_time_eq",
                 "aistack.hmac_sha256",
-                "aistack.sha256"
+                "aistack.sha256",
+                "aistack.upstream_exists"
             ]
         );
+        let exists = registry
+            .get(b"aistack.upstream_exists")
+            .expect("registered");
+        assert_eq!(exists(caller, b"otel"), Ok(vec![1]));
+        assert_eq!(exists(caller, b"nope"), Ok(vec![0]));
         let sha = registry.get(b"aistack.sha256").expect("registered");
         assert_eq!(
             hex(&sha(caller, b"abc").expect("ok")),

@@ -33,6 +33,7 @@ fn call(
         let function = plugin.foreign.get(name).ok_or(Status::NotFound)?;
         let who = ForeignCaller {
             plugin: &plugin.name,
+            upstreams: &plugin.upstreams,
         };
         match function(who, args) {
             Ok(result) => {
