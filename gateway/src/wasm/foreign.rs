@@ -23,6 +23,11 @@
 //!   value, the first value, then the second; result: one byte, 1 if equal, else 0, in
 //!   time that depends only on the lengths. What comparing a presented signature or
 //!   secret against the expected one needs (a guest's `==` leaks timing).
+//! - `aistack.key_lookup` — argument: a presented API key (its bytes); result: JSON,
+//!   `{"status":"valid","key_id","consumer":{"id","name","group"},"scopes":[…],
+//!   "expires_at"}` or `{"status": "unknown" | "expired" | "revoked" | "unavailable"}`.
+//!   The key store's in-memory lookup (digests compared in constant time), registered by
+//!   the gateway where it builds the runtime options; the code is `crate::keys::lookup`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
