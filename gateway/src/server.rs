@@ -269,6 +269,9 @@ fn start_side_runtime(
     }
 }
 
+/// How long start-up waits for the key store's first load.
+const KEY_STORE_FIRST_LOAD: Duration = Duration::from_secs(3);
+
 /// The database the gateway's key store and the collaboration backend share.
 struct Database {
     url: String,
@@ -305,9 +308,19 @@ async fn start_services(
             reloader.health.clone(),
             stop.clone(),
         ));
-        let store = KeyStore::open(&database_url, database.key_cache)
-            .await
+        let store = KeyStore::new(&database_url, database.key_cache)
             .map_err(|e| format!("cannot open the key store: {e}"))?;
+        // Keys loaded before the proxy serves, unless the database is down: then the
+        // gateway starts anyway (key-auth answers 503) and the poll keeps trying.
+        match tokio::time::timeout(KEY_STORE_FIRST_LOAD, store.refresh()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(
+                "key store: cannot load the keys, retrying every second (key-auth answers 503 until then): {e}"
+            ),
+            Err(_) => tracing::error!(
+                "key store: the database did not answer within {KEY_STORE_FIRST_LOAD:?}, retrying every second (key-auth answers 503 until then)"
+            ),
+        }
         tokio::spawn(store.clone().poll(stop.clone()));
         admin_state.keys = Some(store);
     }

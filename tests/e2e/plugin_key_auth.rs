@@ -675,3 +675,32 @@ fn bad_configurations_are_refused_at_load_with_the_reason() {
         );
     }
 }
+
+#[tokio::test]
+async fn with_the_database_down_the_gateway_starts_and_key_auth_answers_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    // Nothing listens on port 1.
+    let gw = start(
+        &echo,
+        dir.path(),
+        &json!({}),
+        Some("postgres://app@127.0.0.1:1/aistack"),
+        &[],
+    )
+    .await;
+    let key = format!("ak_{}_{}", "0".repeat(16), "0".repeat(64));
+    let r = get(gw.url("/secured/x"), &[("x-api-key", key.as_str())]).await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let (status, body) = admin(&gw, "GET", "/consumers", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("database_unavailable")),
+        "{body}"
+    );
+    assert_eq!(echo.hits(), 0);
+    let output = gw.wait_for_output("cannot load the keys").await;
+    assert!(output.contains("key store"), "{output}");
+}

@@ -30,9 +30,11 @@ pub enum Dialect {
     Postgres,
 }
 
-/// Connects to `url` (`sqlite://PATH` or `postgres://…`) and runs the gateway's
-/// migrations. Errors never contain the URL (it may hold a password).
-pub async fn open(url: &str) -> Result<(AnyPool, Dialect), KeyStoreError> {
+/// A pool for `url` (`sqlite://PATH` or `postgres://…`) that connects on first use (so a
+/// database that is down at start-up does not stop the gateway). Checks the URL and
+/// creates the SQLite file's directory. Errors never contain the URL (it may hold a
+/// password). Must run inside a tokio runtime.
+pub fn pool(url: &str) -> Result<(AnyPool, Dialect), KeyStoreError> {
     sqlx::any::install_default_drivers();
     let scheme = url.split_once(':').map_or("", |(s, _)| s);
     let (dialect, url) = match scheme {
@@ -51,11 +53,15 @@ pub async fn open(url: &str) -> Result<(AnyPool, Dialect), KeyStoreError> {
     if dialect == Dialect::Sqlite {
         options = options.after_connect(|conn, meta| Box::pin(configure_sqlite(conn, meta)));
     }
-    let pool = options.connect(&url).await?;
+    Ok((options.connect_lazy(&url)?, dialect))
+}
+
+/// Once per pool, before its first query: WAL for SQLite, then the gateway's migrations.
+pub async fn prepare(pool: &AnyPool, dialect: Dialect) -> Result<(), KeyStoreError> {
     if dialect == Dialect::Sqlite {
         // Stored in the file: once covers every connection (and the backend's).
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await?;
         if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
             tracing::warn!(journal_mode = %mode, "SQLite refused WAL mode; writers will block readers");
@@ -66,8 +72,8 @@ pub async fn open(url: &str) -> Result<(AnyPool, Dialect), KeyStoreError> {
         Dialect::Postgres => sqlx::migrate!("./migrations/postgres"),
     };
     migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-    migrator.run(&pool).await?;
-    Ok((pool, dialect))
+    migrator.run(pool).await?;
+    Ok(())
 }
 
 /// Per-connection SQLite settings (set explicitly so a driver upgrade cannot drift them).

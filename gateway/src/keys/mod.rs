@@ -66,21 +66,35 @@ pub struct KeyStore {
     pool: AnyPool,
     dialect: Dialect,
     cache: KeyCache,
+    /// Set once the database was prepared (WAL, migrations); retried until it is.
+    prepared: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl KeyStore {
-    /// Opens the database at `url` (`sqlite://PATH`, created if missing, or
-    /// `postgres://…`), runs the gateway's migrations and loads the cache into `cache`.
+    /// A store over the database at `url` (`sqlite://PATH`, created if missing, or
+    /// `postgres://…`) filling `cache`. Nothing is connected yet: the first query connects,
+    /// and runs the gateway's migrations, so a database that is down at start-up only
+    /// delays the first load (lookups answer `unavailable` until then). Must run inside a
+    /// tokio runtime.
     ///
     /// # Errors
-    /// A bad URL, an unreachable database, failed migrations or a failed first load.
-    pub async fn open(url: &str, cache: KeyCache) -> Result<KeyStore, KeyStoreError> {
-        let (pool, dialect) = db::open(url).await?;
-        let store = KeyStore {
+    /// A bad URL, or a SQLite directory that cannot be created.
+    pub fn new(url: &str, cache: KeyCache) -> Result<KeyStore, KeyStoreError> {
+        let (pool, dialect) = db::pool(url)?;
+        Ok(KeyStore {
             pool,
             dialect,
             cache,
-        };
+            prepared: Arc::new(tokio::sync::OnceCell::new()),
+        })
+    }
+
+    /// [`KeyStore::new`], then the first load of the cache.
+    ///
+    /// # Errors
+    /// As `new`, and an unreachable database, failed migrations or a failed load.
+    pub async fn open(url: &str, cache: KeyCache) -> Result<KeyStore, KeyStoreError> {
+        let store = KeyStore::new(url, cache)?;
         store.refresh().await?;
         Ok(store)
     }
@@ -101,11 +115,12 @@ impl KeyStore {
     /// # Errors
     /// The database failed; the cache is left as it was.
     pub async fn refresh(&self) -> Result<bool, KeyStoreError> {
-        let version = store::version(&self.pool).await?;
+        let pool = self.pool().await?;
+        let version = store::version(pool).await?;
         if self.cache.version() == Some(version) {
             return Ok(false);
         }
-        let entries = store::load_entries(&self.pool).await?;
+        let entries = store::load_entries(pool).await?;
         self.cache.replace(Cache::new(version, entries));
         Ok(true)
     }
@@ -116,7 +131,8 @@ impl KeyStore {
     pub async fn poll(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
+        // A cache never loaded means the caller saw (and logged) the first load fail.
+        let mut failing = self.cache.version().is_none();
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -148,8 +164,13 @@ impl KeyStore {
         self.pool.close().await;
     }
 
-    fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The pool, once the database is prepared (prepared on first use, retried after a
+    /// failure).
+    async fn pool(&self) -> Result<&AnyPool, KeyStoreError> {
+        self.prepared
+            .get_or_try_init(|| db::prepare(&self.pool, self.dialect))
+            .await?;
+        Ok(&self.pool)
     }
 }
 

@@ -183,7 +183,7 @@ impl KeyStore {
         }
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().await?.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO gateway_consumers (id, name, tags, consumer_group, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $5)",
@@ -221,7 +221,7 @@ impl KeyStore {
     pub async fn list_consumers(&self) -> Result<Vec<Consumer>, KeyStoreError> {
         let sql = format!("SELECT {CONSUMER_COLUMNS} FROM gateway_consumers ORDER BY name");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.pool())
+            .fetch_all(self.pool().await?)
             .await?;
         Ok(rows.iter().map(consumer_from).collect::<Result<_, _>>()?)
     }
@@ -234,7 +234,7 @@ impl KeyStore {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id_or_name)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.pool().await?)
             .await?
             .ok_or_else(|| KeyStoreError::NotFound(format!("no consumer {id_or_name:?}")))?;
         Ok(consumer_from(&row)?)
@@ -244,7 +244,7 @@ impl KeyStore {
     /// poll elsewhere).
     pub async fn delete_consumer(&self, id_or_name: &str) -> Result<(), KeyStoreError> {
         let consumer = self.consumer(id_or_name).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().await?.begin().await?;
         // Keys first: SQLite enforces the cascade only with foreign keys on.
         sqlx::query("DELETE FROM gateway_api_keys WHERE consumer_id = $1")
             .bind(&consumer.id)
@@ -269,7 +269,7 @@ impl KeyStore {
     ) -> Result<(ApiKey, String), KeyStoreError> {
         check_list("scopes", &request.scopes)?;
         let consumer = self.consumer(id_or_name).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().await?.begin().await?;
         let (key, secret) = insert_key(&mut tx, &consumer.id, &request).await?;
         bump(&mut tx).await?;
         tx.commit().await?;
@@ -286,7 +286,7 @@ impl KeyStore {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&consumer.id)
-            .fetch_all(self.pool())
+            .fetch_all(self.pool().await?)
             .await?;
         Ok(rows.iter().map(key_from).collect::<Result<_, _>>()?)
     }
@@ -296,7 +296,7 @@ impl KeyStore {
         let sql = format!("SELECT {KEY_COLUMNS} FROM gateway_api_keys WHERE id = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.pool().await?)
             .await?
             .ok_or_else(|| KeyStoreError::NotFound(format!("no key {id:?}")))?;
         Ok(key_from(&row)?)
@@ -305,7 +305,7 @@ impl KeyStore {
     /// Revokes the key `id` now (revoking twice keeps the first time).
     pub async fn revoke_key(&self, id: &str) -> Result<ApiKey, KeyStoreError> {
         self.key(id).await?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().await?.begin().await?;
         sqlx::query(
             "UPDATE gateway_api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
         )
@@ -342,14 +342,14 @@ impl KeyStore {
         let old_expiry: Option<i64> =
             sqlx::query_scalar("SELECT expires_at FROM gateway_api_keys WHERE id = $1")
                 .bind(id)
-                .fetch_one(self.pool())
+                .fetch_one(self.pool().await?)
                 .await?;
         let until = now.saturating_add(grace_ms);
         let request = NewKeyRequest {
             scopes: old.scopes.clone(),
             expires_at: old_expiry,
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().await?.begin().await?;
         let (new_key, secret) = insert_key(&mut tx, &old.consumer_id, &request).await?;
         sqlx::query("UPDATE gateway_api_keys SET expires_at = $2 WHERE id = $1")
             .bind(id)

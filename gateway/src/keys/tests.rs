@@ -168,3 +168,41 @@ async fn the_store_works_on_postgres_shared_by_two_nodes() {
         std::panic::resume_unwind(panic.into_panic());
     }
 }
+
+#[tokio::test]
+async fn the_last_good_cache_survives_a_database_outage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("aistack.db").display());
+    let store = KeyStore::open(&url, new_cache()).await.expect("open");
+    store
+        .create_consumer(NewConsumer {
+            name: "frank".into(),
+            ..NewConsumer::default()
+        })
+        .await
+        .expect("consumer");
+    let (_, key) = store
+        .create_key("frank", NewKeyRequest::default())
+        .await
+        .expect("key");
+    store.close().await; // every later query fails, as with a database that is down
+    assert!(store.refresh().await.is_err());
+    assert_eq!(store.cache().lookup(&key, now_ms()).verdict, Verdict::Valid);
+}
+
+#[tokio::test]
+async fn a_database_down_at_start_leaves_the_store_unloaded_not_failed() {
+    // Nothing listens on port 1: the store is made, its first load fails.
+    let store = KeyStore::new("postgres://app:pw@127.0.0.1:1/aistack", new_cache())
+        .expect("a store is made without connecting");
+    let err = store.refresh().await.expect_err("nothing to load from");
+    assert!(!err.to_string().contains("pw@"), "{err}");
+    assert_eq!(
+        store.cache().lookup("ak_x", now_ms()).verdict,
+        Verdict::Unavailable
+    );
+    assert!(matches!(
+        KeyStore::new("mysql://h/d", new_cache()),
+        Err(KeyStoreError::Config(_))
+    ));
+}
