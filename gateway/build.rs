@@ -13,6 +13,8 @@ include!("../build-support/wasm_workspace.rs");
 
 fn main() -> ExitCode {
     println!("cargo:rerun-if-changed=../build-support/wasm_workspace.rs");
+    // `sqlx::migrate!` embeds the key store's migrations.
+    println!("cargo:rerun-if-changed=migrations");
     wasm_build_main(build)
 }
 

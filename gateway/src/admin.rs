@@ -1,9 +1,12 @@
 //! The admin API (default 127.0.0.1:9080): `/metrics` in Prometheus text,
 //! `/status`, `/config` (secrets redacted), `/routes`, `/upstreams` (target
-//! health), `/plugins`, and `POST /config/reload`. With `admin.token` set,
+//! health), `/plugins`, `POST /config/reload`, and the consumers and API keys of the
+//! key store (`admin/keys.rs`). With `admin.token` set,
 //! every endpoint requires `Authorization: Bearer TOKEN`; the optional
 //! `admin.read_only_token` opens the GET endpoints only. Tokens are kept as
 //! SHA-256 digests and compared in constant time.
+
+mod keys;
 
 use std::sync::Arc;
 
@@ -25,6 +28,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     pub reloader: Option<Arc<Reloader>>,
     pub tokens: Tokens,
+    /// The key store (consumers, API keys); `None` in a process without one.
+    pub keys: Option<crate::keys::KeyStore>,
 }
 
 /// The admin tokens as SHA-256 digests; no read-write token means no auth.
@@ -61,6 +66,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/upstreams", get(upstreams))
         .route("/plugins", get(plugins))
         .route("/config/reload", post(reload))
+        .merge(keys::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)

@@ -1,4 +1,7 @@
-//! The command line: `aistack up | gateway | collab | validate FILE`.
+//! The command line: `aistack up | gateway | collab | validate FILE`, and
+//! `aistack consumers …` / `aistack keys …` (through the admin API: `cli/keys.rs`).
+
+pub mod keys;
 
 use std::path::PathBuf;
 
@@ -28,6 +31,10 @@ pub enum Command {
         /// The config file to check.
         file: PathBuf,
     },
+    /// Manage API consumers through a running gateway's admin API.
+    Consumers(keys::ConsumersArgs),
+    /// Manage API keys through a running gateway's admin API.
+    Keys(keys::KeysArgs),
 }
 
 #[derive(Debug, Args)]

@@ -5,11 +5,12 @@
 //! Where to start: [`server::run`] wires everything; [`proxy`] is the request
 //! flow; [`config`] the YAML surface and validation; [`snapshot`] the
 //! atomically swapped routing state; [`upstream`] balancing and target
-//! health; [`wasm`] the Proxy-Wasm host.
+//! health; [`wasm`] the Proxy-Wasm host; [`keys`] the consumers and API keys store.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod keys;
 pub mod observability;
 pub mod proxy;
 pub mod reload;

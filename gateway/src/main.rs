@@ -17,5 +17,7 @@ fn main() -> std::process::ExitCode {
         Command::Gateway(args) => server::run(Mode::Gateway, &args.config, &args.data_dir),
         Command::Collab(args) => server::run(Mode::Collab, &args.config, &args.data_dir),
         Command::Validate { file } => server::validate(&file),
+        Command::Consumers(args) => aistack_gateway::cli::keys::consumers(&args),
+        Command::Keys(args) => aistack_gateway::cli::keys::keys(&args),
     }
 }

@@ -14,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 
 use crate::admin::{self, AdminState};
 use crate::config::{self, GatewayConfig};
+use crate::keys::{self, KeyCache, KeyStore};
 use crate::observability::{Metrics, logging};
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
@@ -45,7 +46,7 @@ pub fn validate(file: &Path) -> ExitCode {
         Err(errors) => return fail_config(&errors),
     };
     // One thread: the same limits, a smaller pool (nothing serves requests).
-    let wasm = match WasmRuntime::new(wasm_options(&cfg, 1, None)) {
+    let wasm = match WasmRuntime::new(wasm_options(&cfg, 1, None, &keys::new_cache())) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
     };
@@ -86,7 +87,9 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
     };
     let metrics = Metrics::new();
     let file = config_path.display().to_string();
-    let wasm_opts = wasm_options(&cfg, cfg.server.threads, Some(&metrics));
+    // Filled by the side runtime once the key store's database is open.
+    let key_cache = keys::new_cache();
+    let wasm_opts = wasm_options(&cfg, cfg.server.threads, Some(&metrics), &key_cache);
     let wasm = match WasmRuntime::new(wasm_opts) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
@@ -113,8 +116,9 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
             cfg.admin.token.as_deref(),
             cfg.admin.read_only_token.as_deref(),
         ),
+        keys: None,
     };
-    let side = match start_side_runtime(mode, &cfg, ports, admin_state, reloader) {
+    let side = match start_side_runtime(mode, &cfg, ports, admin_state, reloader, key_cache) {
         Ok(side) => side,
         Err(msg) => return fail(&msg),
     };
@@ -129,14 +133,16 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
 
 /// The plugin runtime's options: the config's limits (`server.plugins`), a pool for
 /// `worker_threads`, and the gateway's metrics (plugin metrics, and the faults no request
-/// answers for, counted in `aistack_plugin_errors_total` beside the proxy's).
+/// answers for, counted in `aistack_plugin_errors_total` beside the proxy's), and the
+/// foreign function `aistack.key_lookup` over the key store's cache.
 fn wasm_options(
     cfg: &GatewayConfig,
     worker_threads: usize,
     metrics: Option<&Metrics>,
+    key_cache: &KeyCache,
 ) -> RuntimeOptions {
     let limits = &cfg.server.plugins;
-    RuntimeOptions {
+    let mut options = RuntimeOptions {
         worker_threads,
         max_plugins: limits.max_plugins,
         call_deadline: limits.call_deadline,
@@ -144,7 +150,9 @@ fn wasm_options(
         metrics_registry: metrics.map(|m| m.registry().clone()),
         fault_counter: metrics.map(|m| m.plugin_errors.clone()),
         ..RuntimeOptions::default()
-    }
+    };
+    keys::lookup::register(&mut options.foreign_functions, key_cache.clone());
+    options
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -234,6 +242,7 @@ fn start_side_runtime(
     ports: BoundPorts,
     admin_state: AdminState,
     reloader: Arc<Reloader>,
+    key_cache: KeyCache,
 ) -> Result<SideRuntime, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -243,19 +252,14 @@ fn start_side_runtime(
         .map_err(|e| format!("cannot start the side runtime: {e}"))?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let database_url = cfg.database_url.clone();
+    let database = Database {
+        url: cfg.database_url.clone(),
+        key_cache,
+    };
     let watch = cfg.server.watch.then_some(cfg.server.watch_interval);
     runtime.spawn(async move {
-        let result = start_services(
-            mode,
-            ports,
-            admin_state,
-            reloader,
-            database_url,
-            watch,
-            stop_rx,
-        )
-        .await;
+        let result =
+            start_services(mode, ports, admin_state, reloader, database, watch, stop_rx).await;
         let _ = ready_tx.send(result);
     });
     match ready_rx.recv() {
@@ -265,15 +269,26 @@ fn start_side_runtime(
     }
 }
 
+/// How long start-up waits for the key store's first load.
+const KEY_STORE_FIRST_LOAD: Duration = Duration::from_secs(3);
+
+/// The database the gateway's key store and the collaboration backend share.
+struct Database {
+    url: String,
+    /// The cache the key store fills (the plugin runtime already reads it).
+    key_cache: KeyCache,
+}
+
 async fn start_services(
     mode: Mode,
     ports: BoundPorts,
-    admin_state: AdminState,
+    mut admin_state: AdminState,
     reloader: Arc<Reloader>,
-    database_url: String,
+    database: Database,
     watch: Option<Duration>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
+    let database_url = database.url;
     if mode.gateway() {
         spawn_sighup_reload(Arc::clone(&reloader))?;
         if let Some(interval) = watch {
@@ -293,6 +308,21 @@ async fn start_services(
             reloader.health.clone(),
             stop.clone(),
         ));
+        let store = KeyStore::new(&database_url, database.key_cache)
+            .map_err(|e| format!("cannot open the key store: {e}"))?;
+        // Keys loaded before the proxy serves, unless the database is down: then the
+        // gateway starts anyway (key-auth answers 503) and the poll keeps trying.
+        match tokio::time::timeout(KEY_STORE_FIRST_LOAD, store.refresh()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(
+                "key store: cannot load the keys, retrying every second (key-auth answers 503 until then): {e}"
+            ),
+            Err(_) => tracing::error!(
+                "key store: the database did not answer within {KEY_STORE_FIRST_LOAD:?}, retrying every second (key-auth answers 503 until then)"
+            ),
+        }
+        tokio::spawn(store.clone().poll(stop.clone()));
+        admin_state.keys = Some(store);
     }
     if let Some(listener) = ports.admin {
         let listener = to_tokio(listener)?;

@@ -9,6 +9,7 @@ mod headers;
 mod limits;
 mod plugin_circuit_breaker;
 mod plugin_jwt;
+mod plugin_key_auth;
 mod plugin_rate_limit;
 mod plugin_tracing;
 mod reload;

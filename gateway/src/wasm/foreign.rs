@@ -27,6 +27,11 @@
 //!   config has an upstream of that name with at least one target (one an HTTP callout
 //!   may name), else 0. What a filter checks in `on_configure` to refuse a config naming
 //!   an upstream that does not exist (the tracing filter's collector).
+//! - `aistack.key_lookup` — argument: a presented API key (its bytes); result: JSON,
+//!   `{"status":"valid","key_id","consumer":{"id","name","group"},"scopes":[…],
+//!   "expires_at"}` or `{"status": "unknown" | "expired" | "revoked" | "unavailable"}`.
+//!   The key store's in-memory lookup (digests compared in constant time), registered by
+//!   the gateway where it builds the runtime options; the code is `crate::keys::lookup`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

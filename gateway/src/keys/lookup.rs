@@ -1,0 +1,38 @@
+//! The foreign function `aistack.key_lookup`, through which the `key-auth` filter asks the
+//! key store about a presented key (see `wasm/foreign.rs` for the registry).
+//!
+//! Argument: the presented key, as its bytes (UTF-8). Result: a JSON object,
+//! `{"status": "valid", "key_id": …, "consumer": {"id": …, "name": …, "group": …|null},
+//! "scopes": […], "expires_at": RFC 3339|null}` for a valid key, otherwise only
+//! `{"status": S}` with S one of `unknown` (not a key, or a wrong secret), `expired`,
+//! `revoked`, `unavailable` (the store has not loaded yet). A key that is not UTF-8
+//! answers `unknown` too. Never fails otherwise.
+
+use super::{KeyCache, format_ms, now_ms};
+use crate::wasm::ForeignFunctions;
+
+/// The function's registered name.
+pub const NAME: &str = "aistack.key_lookup";
+
+/// Registers [`NAME`] over `cache` in `registry`.
+pub fn register(registry: &mut ForeignFunctions, cache: KeyCache) {
+    registry.register(NAME, move |_, args| Ok(answer(&cache, args)));
+}
+
+fn answer(cache: &KeyCache, args: &[u8]) -> Vec<u8> {
+    let Ok(presented) = std::str::from_utf8(args) else {
+        return br#"{"status":"unknown"}"#.to_vec();
+    };
+    let found = cache.lookup(presented, now_ms());
+    let body = match found.entry {
+        Some(e) => serde_json::json!({
+            "status": found.verdict.as_str(),
+            "key_id": e.key_id,
+            "consumer": {"id": e.consumer_id, "name": e.consumer_name, "group": e.group},
+            "scopes": e.scopes,
+            "expires_at": e.expires_at.map(format_ms),
+        }),
+        None => serde_json::json!({ "status": found.verdict.as_str() }),
+    };
+    body.to_string().into_bytes()
+}
