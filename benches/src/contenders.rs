@@ -120,6 +120,8 @@ pub struct Contender {
     pub child: ChildId,
     /// Where its access log lines go (with `--access-log`); pingora-bare has none.
     pub access_log: Option<PathBuf>,
+    /// The API key it admits (made through its admin API), if its route needs one.
+    pub api_key: Option<String>,
 }
 
 /// Starts the bench upstream on `cpu` and waits until it answers.
@@ -219,6 +221,7 @@ pub async fn start_nginx(
         addr,
         child,
         access_log: Some(prefix.join("access.log")),
+        api_key: None,
     })
 }
 
@@ -249,6 +252,7 @@ pub async fn start_pingora_bare(
         addr,
         child,
         access_log: None,
+        api_key: None,
     })
 }
 
@@ -281,6 +285,10 @@ pub enum Expect {
     Header(&'static str),
     /// Exactly this body (a filter rewrote it).
     Body(&'static [u8]),
+    /// `401` without an API key (key-auth is on the route); the benchmark then makes a
+    /// consumer and a key through the admin API, and with the key the reply is the
+    /// upstream's `ok` with `ratelimit-limit` (rate-limit is on the route).
+    KeyAuth,
 }
 
 impl Expect {
@@ -295,6 +303,10 @@ impl Expect {
                 Ok(())
             }
             Expect::Body(body) => probe::status_ok_with_body(reply, body),
+            Expect::KeyAuth => match reply.status {
+                401 => Ok(()),
+                other => bail!("expected 401 without an API key, got {other}"),
+            },
         }
     }
 }
@@ -341,12 +353,55 @@ pub async fn start_aistack(
         |reply| spec.expect.check(reply),
     )
     .await?;
+    let api_key = match spec.expect {
+        Expect::KeyAuth => Some(make_api_key(addr, admin).await?),
+        _ => None,
+    };
     Ok(Contender {
         name: spec.name,
         addr,
         child,
         access_log: Some(log),
+        api_key,
     })
+}
+
+/// Makes the consumer `bench` and an API key for it through the admin API on `admin`,
+/// and checks that the route on `addr` admits it.
+async fn make_api_key(addr: SocketAddr, admin: SocketAddr) -> Result<String> {
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("http://{admin}{path}"))
+            .json(&body)
+            .send()
+    };
+    let consumer = post("/consumers", serde_json::json!({ "name": "bench" })).await?;
+    if !consumer.status().is_success() {
+        bail!("POST /consumers: {}", consumer.status());
+    }
+    let made = post("/consumers/bench/keys", serde_json::json!({})).await?;
+    if !made.status().is_success() {
+        bail!("POST /consumers/bench/keys: {}", made.status());
+    }
+    let made: serde_json::Value = made.json().await?;
+    let key = made["key"]
+        .as_str()
+        .with_context(|| format!("no `key` in {made}"))?
+        .to_owned();
+    let reply = http
+        .get(format!("http://{addr}/"))
+        .header("x-api-key", &key)
+        .send()
+        .await?;
+    let (status, limited) = (
+        reply.status(),
+        reply.headers().contains_key("ratelimit-limit"),
+    );
+    let body = reply.bytes().await?;
+    if status != 200 || &body[..] != b"ok" || !limited {
+        bail!("with its API key the route answered {status} {body:?} (ratelimit-limit: {limited})");
+    }
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -21,11 +21,13 @@ pub enum ContenderId {
     BenchHeaders,
     /// AI Stack with bench-body (upper-cases the response body) on the route.
     BenchBody,
+    /// AI Stack with key-auth, rate-limit and tracing (every trace exported) on the route.
+    Policies,
 }
 
 impl ContenderId {
     /// Every contender, in round order.
-    pub const ALL: [ContenderId; 7] = [
+    pub const ALL: [ContenderId; 8] = [
         ContenderId::Aistack,
         ContenderId::Nginx,
         ContenderId::RequestId,
@@ -33,6 +35,7 @@ impl ContenderId {
         ContenderId::BenchEmpty,
         ContenderId::BenchHeaders,
         ContenderId::BenchBody,
+        ContenderId::Policies,
     ];
 
     /// What to start for it.
@@ -45,6 +48,7 @@ impl ContenderId {
             ContenderId::BenchEmpty => Kind::Aistack(AISTACK_EMPTY),
             ContenderId::BenchHeaders => Kind::Aistack(AISTACK_HEADERS),
             ContenderId::BenchBody => Kind::Aistack(AISTACK_BODY),
+            ContenderId::Policies => Kind::Aistack(AISTACK_POLICIES),
         }
     }
 }
@@ -95,4 +99,12 @@ const AISTACK_BODY: AistackSpec = AistackSpec {
     config: FILTER_CONFIG,
     filter_wasm: Some(filters::BENCH_BODY),
     expect: Expect::Body(b"OK"),
+};
+const AISTACK_POLICIES: AistackSpec = AistackSpec {
+    name: "aistack + key-auth, rate-limit, tracing",
+    id: "aistack-bench-policies",
+    config: "aistack-bench-policies.yaml",
+    filter_wasm: None,
+    // 401 without a key; with the key the benchmark makes, 200 and the limit's headers.
+    expect: Expect::KeyAuth,
 };

@@ -106,6 +106,9 @@ struct Ctx<'a> {
     wrk_runs: usize,
     /// Process group of the upstream, for client-side CPU accounting.
     upstream_pgid: u32,
+    /// The API key a contender's route needs: every wrk run sends it (`X-API-Key`), to
+    /// every contender alike, so all requests are the same.
+    api_key: Option<String>,
 }
 
 /// Runs the whole benchmark. Every child is stopped when this future ends or is dropped.
@@ -130,6 +133,7 @@ pub async fn run(args: Args) -> Result<()> {
         children: &mut children,
         wrk_runs: 0,
         upstream_pgid: 0,
+        api_key: None,
     };
     let result = bench(&mut ctx).await;
     drop(children);
@@ -160,6 +164,7 @@ async fn bench(ctx: &mut Ctx<'_>) -> Result<()> {
         .map(|c| format!("{} {}", c.name, c.addr))
         .collect();
     println!("all up: upstream {upstream}, {}", addrs.join(", "));
+    ctx.api_key = all.iter().find_map(|c| c.api_key.clone());
 
     for c in &all {
         let w = run_wrk(ctx, c.addr, args.warmup).await?;
@@ -258,6 +263,13 @@ fn print_summary(selected: &[ContenderId], names: &[&str], samples: &[Sample]) {
             "target: an empty filter costs < 10% of throughput end to end: req/s ratio {ratio:.3}, {verdict}"
         );
     }
+    if let Some(policies) = at(ContenderId::Policies) {
+        let ratio = report::median_ratio(samples, policies, aistack, |s| s.wrk.requests_per_sec);
+        let verdict = if ratio >= 0.8 { "met" } else { "NOT met" };
+        println!(
+            "target: key-auth + rate-limit + tracing keep >= 80% of the no-filter throughput: req/s ratio {ratio:.3}, {verdict}"
+        );
+    }
 }
 
 /// One wrk run with CPU accounting around it.
@@ -307,6 +319,9 @@ async fn run_wrk(ctx: &mut Ctx<'_>, addr: SocketAddr, secs: u64) -> Result<WrkRe
         "--timeout",
         "2s",
     ]);
+    if let Some(key) = &ctx.api_key {
+        cmd.arg("-H").arg(format!("X-API-Key: {key}"));
+    }
     cmd.arg(format!("http://{addr}/"));
     ctx.wrk_runs += 1;
     let out = ctx.tmp.join(format!("wrk-{:02}.txt", ctx.wrk_runs));
