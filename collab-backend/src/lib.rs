@@ -32,6 +32,11 @@
 //! change. Only people who can read the workspace are ever notified; [`outbox`]
 //! documents the table's columns and payloads for the notifications service.
 //!
+//! **Email** (see [`email`]): notifications also become emails (SMTP through lettre,
+//! minijinja templates in English and Simplified Chinese, hourly/daily digests) through
+//! the `email_outbox` table, each with a signed one-click unsubscribe link, when
+//! [`BackendOptions::email`] is set.
+//!
 //! Inside:
 //!
 //! - `api`: routes and handlers, one module per resource, each route registered with its
@@ -54,6 +59,7 @@ pub mod auth;
 pub mod authz;
 pub mod db;
 pub mod domain;
+pub mod email;
 pub mod error;
 pub mod notifications;
 mod notify;
@@ -99,11 +105,19 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let hub = notifications::hub::Hub::new();
     let sweep = options.dispatch_sweep;
+    let mailer = match options.email.clone().map(email::Mailer::new).transpose() {
+        Ok(mailer) => mailer.map(std::sync::Arc::new),
+        Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+    };
     let mut background = vec![tokio::spawn(notifications::dispatch::run(
         db.clone(),
         hub.clone(),
         sweep,
+        mailer.clone(),
     ))];
+    if let Some(mailer) = mailer {
+        background.push(tokio::spawn(email::run(db.clone(), mailer)));
+    }
     if db.dialect() == Dialect::Postgres {
         background.push(tokio::spawn(notifications::hub::listen(
             db.clone(),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Db;
+use crate::email::EmailOptions;
 
 /// Default largest upload: 100 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
@@ -33,6 +34,8 @@ pub struct BackendOptions {
     /// How often the notification dispatcher looks for pending events even when no
     /// write on this node woke it (events written by other nodes, retries). Default 5 s.
     pub dispatch_sweep: Duration,
+    /// Email delivery; `None` (the default) sends no email.
+    pub email: Option<EmailOptions>,
 }
 
 impl BackendOptions {
@@ -45,6 +48,7 @@ impl BackendOptions {
             session_ttl: DEFAULT_SESSION_TTL,
             ws_heartbeat: DEFAULT_WS_HEARTBEAT,
             dispatch_sweep: DEFAULT_DISPATCH_SWEEP,
+            email: None,
         }
     }
 
@@ -54,7 +58,9 @@ impl BackendOptions {
     ///   PostgreSQL and in-memory databases;
     /// - `AISTACK_COLLAB_TRUST_GATEWAY=1|true`: see [`Self::trust_gateway_headers`];
     /// - `AISTACK_COLLAB_MAX_UPLOAD_BYTES`: see [`Self::max_upload_bytes`] (ignored
-    ///   when not a number).
+    ///   when not a number);
+    /// - email: see [`EmailOptions::from_env`] (`AISTACK_SMTP_HOST` turns it on; a
+    ///   malformed setting is logged and leaves email off).
     pub fn from_env(db: &Db) -> Self {
         let root = std::env::var_os("AISTACK_COLLAB_STORAGE_DIR")
             .map(PathBuf::from)
@@ -68,6 +74,10 @@ impl BackendOptions {
             .and_then(|v| v.parse().ok())
         {
             options.max_upload_bytes = max;
+        }
+        match EmailOptions::from_env() {
+            Ok(email) => options.email = email,
+            Err(e) => tracing::error!("email is off: {e}"),
         }
         options
     }

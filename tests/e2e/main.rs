@@ -7,6 +7,7 @@ mod flaky;
 mod grpc;
 mod headers;
 mod limits;
+mod notifications;
 mod plugin_circuit_breaker;
 mod plugin_jwt;
 mod plugin_key_auth;

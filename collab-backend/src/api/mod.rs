@@ -7,6 +7,7 @@ mod auth;
 pub(crate) mod boundary;
 mod comments;
 mod common;
+mod email;
 mod extract;
 mod health;
 mod notifications;
@@ -108,6 +109,7 @@ fn all_routes() -> common::Api {
         .merge(comments::routes())
         .merge(notifications::routes())
         .merge(ws::routes())
+        .merge(email::routes())
 }
 
 /// The documented routes as `(path, methods)`, for tests that check the document

@@ -8,7 +8,8 @@
 //!   are not the caller's are ignored, never revealed. Deleting is per notification.
 //! - Every change of the unread count is pushed to the caller's WebSockets.
 //! - Preferences: each kind on each channel (`in_app`, `email`) is on unless turned
-//!   off; a muted workspace notifies nothing; email mode and locale are per user.
+//!   off; a muted workspace notifies nothing; email mode, locale and the address
+//!   emails go to are per user.
 //!   Changes apply to events dispatched afterwards.
 
 use std::collections::BTreeMap;
@@ -142,6 +143,8 @@ pub(crate) struct Preferences {
     email_mode: String,
     /// `en` or `zh-CN`: the language of emails.
     locale: String,
+    /// Where notification emails go; null: no email.
+    email: Option<String>,
     /// Every kind and whether each channel is on.
     kinds: BTreeMap<String, Channels>,
     /// Workspaces that notify nothing.
@@ -154,6 +157,8 @@ pub(crate) struct Preferences {
 pub(crate) struct PreferencesPatch {
     email_mode: Option<String>,
     locale: Option<String>,
+    /// The address notification emails go to; `""` removes it.
+    email: Option<String>,
     #[serde(default)]
     kinds: BTreeMap<String, ChannelsPatch>,
 }
@@ -271,6 +276,7 @@ async fn load(s: &AppState, user_id: Uuid) -> Result<Preferences, ApiError> {
     Ok(Preferences {
         email_mode: settings.email_mode,
         locale: settings.locale,
+        email: settings.email,
         kinds,
         muted_workspaces: store::preferences::mutes(&s.db, user_id).await?,
     })
@@ -294,11 +300,19 @@ async fn update_preferences(
         let message = format!("unknown kind {kind:?}; kinds are {}", KINDS.join(", "));
         return Err(ValidationError::new("kinds", message).into());
     }
+    if let Some(email) = patch.email.as_deref().filter(|e| !e.is_empty())
+        && (email.len() > 254 || email.parse::<lettre::Address>().is_err())
+    {
+        return Err(ValidationError::new("email", "must be an email address").into());
+    }
     let user = caller.user_id;
-    if patch.email_mode.is_some() || patch.locale.is_some() {
+    if patch.email_mode.is_some() || patch.locale.is_some() || patch.email.is_some() {
         let mut settings = store::preferences::settings(&s.db, user).await?;
         settings.email_mode = patch.email_mode.unwrap_or(settings.email_mode);
         settings.locale = patch.locale.unwrap_or(settings.locale);
+        if let Some(email) = patch.email {
+            settings.email = (!email.is_empty()).then_some(email);
+        }
         store::preferences::set_settings(&s.db, user, &settings).await?;
     }
     for (kind, channels) in &patch.kinds {

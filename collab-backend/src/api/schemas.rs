@@ -68,4 +68,5 @@ pub(super) fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<super::notifications::PreferencesPatch>()
         .schema_from::<super::notifications::ChannelsPatch>()
         .schema_from::<super::ws::WsTicket>()
+        .schema_from::<super::email::EmailPreview>()
 }

@@ -5,8 +5,11 @@
 //! it) and marks the event delivered. `notifications.event_id` is UNIQUE and the insert
 //! is `ON CONFLICT DO NOTHING`, so an event handled twice — a pass retried after a crash
 //! between commit and anything else, two nodes sweeping the same database — still makes
-//! one notification, and only the pass that made it signals the sessions.
+//! one notification, and only the pass that made it signals the sessions. The email it
+//! makes (an outbox row, or a digest item; see [`crate::email`]) is written in the same
+//! transaction, only when the notification is.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -14,6 +17,7 @@ use uuid::Uuid;
 use super::hub::{Hub, Signal};
 use crate::Db;
 use crate::authz;
+use crate::email::{self, Mailer};
 use crate::outbox::Event;
 use crate::store::{self, StoreError};
 use crate::timestamp;
@@ -23,9 +27,9 @@ const BATCH: u32 = 100;
 
 /// Runs passes until the task is aborted: at start, whenever `hub` is woken (after a
 /// write) and every `sweep` (events written by another node, or a failed pass).
-pub(crate) async fn run(db: Db, hub: Hub, sweep: Duration) {
+pub(crate) async fn run(db: Db, hub: Hub, sweep: Duration, mailer: Option<Arc<Mailer>>) {
     loop {
-        if let Err(e) = pass(&db, Some(&hub)).await {
+        if let Err(e) = pass(&db, Some(&hub), mailer.as_deref()).await {
             tracing::warn!(error = %e, "notification dispatch pass failed; will retry");
         }
         tokio::select! {
@@ -38,13 +42,17 @@ pub(crate) async fn run(db: Db, hub: Hub, sweep: Duration) {
 /// Handles every pending event once, oldest first; returns how many notifications it
 /// created. An event that fails is counted as a failed attempt and left pending for the
 /// next pass.
-pub(crate) async fn pass(db: &Db, hub: Option<&Hub>) -> Result<usize, StoreError> {
+pub(crate) async fn pass(
+    db: &Db,
+    hub: Option<&Hub>,
+    mailer: Option<&Mailer>,
+) -> Result<usize, StoreError> {
     let mut created = 0;
     let mut after: Option<Uuid> = None;
     loop {
         let events = store::events::pending(db, after, BATCH).await?;
         for event in &events {
-            match handle(db, hub, event).await {
+            match handle(db, hub, mailer, event).await {
                 Ok(made) => created += usize::from(made),
                 Err(e) => {
                     tracing::warn!(event = %event.id, error = %e, "cannot dispatch event");
@@ -60,18 +68,30 @@ pub(crate) async fn pass(db: &Db, hub: Option<&Hub>) -> Result<usize, StoreError
 }
 
 /// One event: true when it made a notification.
-async fn handle(db: &Db, hub: Option<&Hub>, event: &Event) -> Result<bool, StoreError> {
+async fn handle(
+    db: &Db,
+    hub: Option<&Hub>,
+    mailer: Option<&Mailer>,
+    event: &Event,
+) -> Result<bool, StoreError> {
     let user = event.recipient_id;
     // Read before the transaction, which then only writes (a SQLite read transaction
     // upgraded to a write can fail at once under concurrent writers).
     let wanted = authz::can_read_workspace(db, user, event.org_id, event.workspace_id).await?
         && store::preferences::wants(db, user, event.workspace_id, &event.kind, "in_app").await?;
+    let mail = match mailer {
+        Some(mailer) if wanted => email::plan(db, &mailer.options, event).await?,
+        _ => None,
+    };
     let mut tx = db.pool().begin().await?;
     let made = if wanted {
         store::notifications::insert_for_event(&mut tx, event).await?
     } else {
         None
     };
+    if let (Some(notification), Some(mail)) = (made, &mail) {
+        email::record(&mut tx, mail, notification, user).await?;
+    }
     sqlx::query(
         "UPDATE events SET delivered_at = COALESCE(delivered_at, $1), attempts = attempts + 1 \
          WHERE id = $2",
@@ -90,6 +110,11 @@ async fn handle(db: &Db, hub: Option<&Hub>, event: &Event) -> Result<bool, Store
         && let Some(hub) = hub
     {
         hub.publish_local(Signal::User(user));
+    }
+    if made.is_some()
+        && let (Some(mailer), Some(email::Planned::Now(_))) = (mailer, &mail)
+    {
+        mailer.wake();
     }
     Ok(made.is_some())
 }

@@ -53,5 +53,5 @@ pub const LOCALES: [&str; 2] = ["en", "zh-CN"];
 /// A database failure reading the outbox (a failure on one event only counts an
 /// attempt on it).
 pub async fn dispatch_pending(db: &Db) -> Result<usize, StoreError> {
-    dispatch::pass(db, None).await
+    dispatch::pass(db, None, None).await
 }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod comments;
+pub mod email;
 pub mod events;
 pub mod grants;
 pub mod notifications;

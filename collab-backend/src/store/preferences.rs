@@ -15,6 +15,8 @@ pub struct Settings {
     pub email_mode: String,
     /// `en` or `zh-CN`.
     pub locale: String,
+    /// Where notification emails go; none, no email.
+    pub email: Option<String>,
 }
 
 impl Default for Settings {
@@ -22,6 +24,7 @@ impl Default for Settings {
         Self {
             email_mode: "immediate".to_owned(),
             locale: "en".to_owned(),
+            email: None,
         }
     }
 }
@@ -92,15 +95,17 @@ pub async fn wants(
 
 /// `user_id`'s settings (defaults when never set).
 pub async fn settings(db: &Db, user_id: Uuid) -> Result<Settings, StoreError> {
-    let row =
-        sqlx::query("SELECT email_mode, locale FROM notification_settings WHERE user_id = $1")
-            .bind(user_id.to_string())
-            .fetch_optional(db.pool())
-            .await?;
+    let row = sqlx::query(
+        "SELECT email_mode, locale, email FROM notification_settings WHERE user_id = $1",
+    )
+    .bind(user_id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
     match row {
         Some(row) => Ok(Settings {
             email_mode: row.try_get("email_mode")?,
             locale: row.try_get("locale")?,
+            email: row.try_get("email")?,
         }),
         None => Ok(Settings::default()),
     }
@@ -109,15 +114,16 @@ pub async fn settings(db: &Db, user_id: Uuid) -> Result<Settings, StoreError> {
 /// Stores `user_id`'s settings.
 pub async fn set_settings(db: &Db, user_id: Uuid, settings: &Settings) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO notification_settings (user_id, email_mode, locale, updated_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET \
+        "INSERT INTO notification_settings (user_id, email_mode, locale, updated_at, email) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
          email_mode = excluded.email_mode, locale = excluded.locale, \
-         updated_at = excluded.updated_at",
+         updated_at = excluded.updated_at, email = excluded.email",
     )
     .bind(user_id.to_string())
     .bind(&settings.email_mode)
     .bind(&settings.locale)
     .bind(timestamp::format(timestamp::now()))
+    .bind(settings.email.clone())
     .execute(db.pool())
     .await?;
     Ok(())

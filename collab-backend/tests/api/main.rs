@@ -34,6 +34,7 @@ mod notifications;
 mod openapi;
 mod organizations;
 mod serve;
+mod smtp_sink;
 mod support;
 mod tasks;
 mod users;

@@ -183,8 +183,13 @@ pub async fn read_response(reader: &mut BufReader<TcpStream>) -> TestResponse {
     let mut bytes = vec![0; length];
     reader.read_exact(&mut bytes).await.expect("body");
     let text = String::from_utf8(bytes).expect("UTF-8 body");
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     let body = if text.is_empty() {
         Value::Null
+    } else if html {
+        Value::String(text)
     } else {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("non-JSON body {text:?}: {e}"))
     };
