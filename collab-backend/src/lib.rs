@@ -59,6 +59,7 @@ pub mod notifications;
 mod notify;
 mod options;
 pub mod outbox;
+mod storage;
 mod store;
 mod timestamp;
 
@@ -97,6 +98,7 @@ pub async fn serve_with(
     options: BackendOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    storage::sweep_partial(&options.storage_root).await;
     let hub = notifications::hub::Hub::new();
     let sweep = options.dispatch_sweep;
     let mut background = vec![tokio::spawn(notifications::dispatch::run(

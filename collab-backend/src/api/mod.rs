@@ -8,6 +8,7 @@ pub(crate) mod boundary;
 mod comments;
 mod common;
 mod extract;
+mod files;
 mod health;
 mod notifications;
 mod openapi;
@@ -108,6 +109,7 @@ fn all_routes() -> common::Api {
         .merge(comments::routes())
         .merge(notifications::routes())
         .merge(ws::routes())
+        .merge(files::routes())
 }
 
 /// The documented routes as `(path, methods)`, for tests that check the document

@@ -68,4 +68,8 @@ pub(super) fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<super::notifications::PreferencesPatch>()
         .schema_from::<super::notifications::ChannelsPatch>()
         .schema_from::<super::ws::WsTicket>()
+        .schema_from::<crate::store::files::File>()
+        .schema_from::<crate::store::files::FileVersion>()
+        .schema_from::<crate::store::files::FileShare>()
+        .schema_from::<super::files::NewFileShare>()
 }
