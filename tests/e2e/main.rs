@@ -3,6 +3,7 @@
 //! free ports with a temporary data directory.
 
 mod bad_input;
+mod collab_crash;
 mod flaky;
 mod grpc;
 mod headers;
@@ -13,6 +14,7 @@ mod plugin_rate_limit;
 mod reload;
 mod skeleton;
 mod upstreams;
+mod walkthrough;
 mod wasm_bodies;
 mod wasm_callouts;
 mod wasm_common;
