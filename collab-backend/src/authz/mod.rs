@@ -52,7 +52,7 @@ pub enum Resource {
     Task(Uuid),
     /// A comment: the grants of its workspace apply.
     Comment(Uuid),
-    /// A file: the grants of its workspace apply, plus its shares (see [`shares`]).
+    /// A file: the grants of its workspace apply, plus its shares (see [`share_permissions`]).
     File(Uuid),
 }
 
