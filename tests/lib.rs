@@ -263,6 +263,13 @@ impl Aistack {
         );
     }
 
+    /// SIGKILL and reap: a crash, with no chance to flush or clean up.
+    pub fn kill(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        child.wait().expect("reap the killed process")
+    }
+
     /// SIGTERM and wait for the exit (graceful stop).
     pub async fn stop(mut self) -> ExitStatus {
         self.signal("TERM");

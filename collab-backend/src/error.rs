@@ -54,6 +54,9 @@ pub enum ApiError {
     /// 413 `payload_too_large`.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// 416 `range_not_satisfiable`: a `Range` that selects none of the content.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable,
     /// 503 `database_unavailable`: the database cannot be reached; retry later.
     #[error("database unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RangeNotSatisfiable => "range_not_satisfiable",
             ApiError::Unavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -130,6 +135,9 @@ impl ApiError {
             ApiError::Validation(error) => error.to_string(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".to_owned(),
             ApiError::PayloadTooLarge => "request body too large".to_owned(),
+            ApiError::RangeNotSatisfiable => {
+                "the range selects none of the content (see Content-Range)".to_owned()
+            }
             ApiError::Unavailable(_) => "the database is unavailable; retry later".to_owned(),
             ApiError::Internal(_) => "internal server error".to_owned(),
         }

@@ -26,6 +26,11 @@
 //! are one level deep; deletes are soft (tombstones keep threads); reactions are unique
 //! per user, emoji and comment by a database constraint.
 //!
+//! **Files** (`api::files`, `storage`): uploads stream to objects named by generated
+//! ids under [`BackendOptions::storage_root`], made durable before their metadata row;
+//! every upload to a file is a new version with its SHA-256, verified on each download
+//! (`Range` supported); shares add per-file access on top of the workspace's grants.
+//!
 //! **Notifications** (see [`outbox`]): mentions (`@user`, `@team-slug`, and `@all` with
 //! `mention.all` for at most 50 readers), assignments, status changes and comments on a
 //! user's task write rows into the `events` outbox table in the same transaction as the
@@ -48,6 +53,7 @@
 //! - [`domain`]: the model and its validation rules, free of HTTP and SQL.
 //! - `notify`: mention resolution and which events a write queues.
 //! - `store`: the SQL, one module per table family.
+//! - `storage`: file contents on the local filesystem.
 //! - [`db`]: the pool, dialect, connection settings and migrations
 //!   (`migrations/sqlite`, `migrations/postgres`).
 //! - `timestamp`: the one text form of times, stored and served.
@@ -65,6 +71,7 @@ pub mod notifications;
 mod notify;
 mod options;
 pub mod outbox;
+mod storage;
 mod store;
 mod timestamp;
 
@@ -103,6 +110,7 @@ pub async fn serve_with(
     options: BackendOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    storage::sweep_partial(&options.storage_root).await;
     let hub = notifications::hub::Hub::new();
     let sweep = options.dispatch_sweep;
     let mailer = match options.email.clone().map(email::Mailer::new).transpose() {

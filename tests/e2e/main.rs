@@ -3,6 +3,7 @@
 //! free ports with a temporary data directory.
 
 mod bad_input;
+mod collab_crash;
 mod flaky;
 mod grpc;
 mod headers;
@@ -16,6 +17,7 @@ mod plugin_tracing;
 mod reload;
 mod skeleton;
 mod upstreams;
+mod walkthrough;
 mod wasm_bodies;
 mod wasm_callouts;
 mod wasm_common;

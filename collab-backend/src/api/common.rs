@@ -23,6 +23,10 @@ pub(crate) struct Op {
     pub query: &'static [&'static str],
     /// `Some(required)` when the operation reads `If-Match`.
     pub if_match: Option<bool>,
+    /// The request body is raw bytes (`application/octet-stream`), streamed.
+    pub raw_request: bool,
+    /// Optional request headers the operation reads (besides `If-Match`).
+    pub headers: &'static [&'static str],
 }
 
 /// The shape of a success body.
@@ -36,6 +40,8 @@ pub(crate) enum Body {
     Page(&'static str),
     /// A JSON array of the named schema.
     List(&'static str),
+    /// Raw bytes (a file's content).
+    Binary,
 }
 
 /// A documented operation.
@@ -47,6 +53,8 @@ pub(crate) fn op(method: Method, summary: &'static str) -> Op {
         response: (200, Body::Empty),
         query: &[],
         if_match: None,
+        raw_request: false,
+        headers: &[],
     }
 }
 
@@ -79,6 +87,24 @@ impl Op {
     /// Documents `If-Match` (428 when `required` and missing, 412 when stale).
     pub fn if_match(mut self, required: bool) -> Self {
         self.if_match = Some(required);
+        self
+    }
+
+    /// A raw-bytes request body.
+    pub fn raw_req(mut self) -> Self {
+        self.raw_request = true;
+        self
+    }
+
+    /// A raw-bytes success body.
+    pub fn binary(mut self, status: u16) -> Self {
+        self.response = (status, Body::Binary);
+        self
+    }
+
+    /// Optional request headers read.
+    pub fn headers(mut self, names: &'static [&'static str]) -> Self {
+        self.headers = names;
         self
     }
 

@@ -9,6 +9,7 @@ mod comments;
 mod common;
 mod email;
 mod extract;
+mod files;
 mod health;
 mod notifications;
 mod openapi;
@@ -110,6 +111,7 @@ fn all_routes() -> common::Api {
         .merge(notifications::routes())
         .merge(ws::routes())
         .merge(email::routes())
+        .merge(files::routes())
 }
 
 /// The documented routes as `(path, methods)`, for tests that check the document

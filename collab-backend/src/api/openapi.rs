@@ -113,6 +113,22 @@ fn operation(path: &str, op: &Op) -> OperationBuilder {
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
         );
     }
+    for name in op.headers {
+        builder = builder.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if op.raw_request {
+        let body = RequestBodyBuilder::new()
+            .required(Some(Required::True))
+            .content("application/octet-stream", ContentBuilder::new().build())
+            .build();
+        builder = builder.request_body(Some(body));
+    }
     if let Some(request) = op.request {
         let body = RequestBodyBuilder::new()
             .required(Some(Required::True))
@@ -127,6 +143,7 @@ fn operation(path: &str, op: &Op) -> OperationBuilder {
     let mut response = ResponseBuilder::new().description("Success");
     response = match body {
         Body::Empty => response,
+        Body::Binary => response.content("application/octet-stream", ContentBuilder::new().build()),
         Body::One(name) => {
             response.content("application/json", json(Ref::from_schema_name(name).into()))
         }

@@ -69,4 +69,8 @@ pub(super) fn register(builder: ComponentsBuilder) -> ComponentsBuilder {
         .schema_from::<super::notifications::ChannelsPatch>()
         .schema_from::<super::ws::WsTicket>()
         .schema_from::<super::email::EmailPreview>()
+        .schema_from::<crate::store::files::File>()
+        .schema_from::<crate::store::files::FileVersion>()
+        .schema_from::<crate::store::files::FileShare>()
+        .schema_from::<super::files::NewFileShare>()
 }

@@ -24,6 +24,9 @@
 //!   every user of their organization, never to another organization's users (404).
 
 pub mod permission;
+mod shares;
+
+pub use shares::{FILE_READ, share_permissions};
 
 use std::collections::BTreeSet;
 
@@ -49,6 +52,8 @@ pub enum Resource {
     Task(Uuid),
     /// A comment: the grants of its workspace apply.
     Comment(Uuid),
+    /// A file: the grants of its workspace apply, plus its shares (see [`share_permissions`]).
+    File(Uuid),
 }
 
 impl Resource {
@@ -60,6 +65,7 @@ impl Resource {
             Resource::Workspace(_) => "workspace",
             Resource::Task(_) => "task",
             Resource::Comment(_) => "comment",
+            Resource::File(_) => "file",
         }
     }
 }
@@ -69,8 +75,8 @@ impl Resource {
 pub struct Access {
     /// The organization it belongs to.
     pub org_id: Uuid,
-    /// Its workspace (none for organizations, departments and teams). Tasks and comments
-    /// resolve to their workspace here, inheriting its grants (files will too).
+    /// Its workspace (none for organizations, departments and teams). Tasks, comments
+    /// and files resolve to their workspace here, inheriting its grants.
     pub workspace_id: Option<Uuid>,
     /// Every permission the caller holds on it.
     pub permissions: BTreeSet<String>,
@@ -121,8 +127,13 @@ pub async fn visible(
     if org_id != caller.org_id {
         return Ok(None);
     }
-    let permissions = permissions_on(db, caller.user_id, &chain).await?;
-    if workspace_id.is_some() && !permissions.contains("workspace.read") {
+    let mut permissions = permissions_on(db, caller.user_id, &chain).await?;
+    if let Resource::File(file) = resource {
+        permissions.extend(share_permissions(db, caller, file, &permissions).await?);
+        if !permissions.contains(FILE_READ) {
+            return Ok(None);
+        }
+    } else if workspace_id.is_some() && !permissions.contains("workspace.read") {
         return Ok(None);
     }
     Ok(Some(Access {
@@ -247,6 +258,10 @@ async fn locate(
             None => return Ok(None),
         },
         Resource::Comment(id) => match store::comments::workspace_of(db, id).await? {
+            Some(workspace) => workspace,
+            None => return Ok(None),
+        },
+        Resource::File(id) => match store::files::workspace_of(db, id).await? {
             Some(workspace) => workspace,
             None => return Ok(None),
         },

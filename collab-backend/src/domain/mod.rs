@@ -2,6 +2,7 @@
 //! organization is, how a slug is derived, what a task field may hold. Later resources (users, workspaces, tasks…)
 //! get a sibling module each.
 
+pub mod file;
 pub mod mention;
 pub mod organization;
 pub mod task;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod comments;
 pub mod email;
 pub mod events;
+pub mod files;
 pub mod grants;
 pub mod notifications;
 pub mod organizations;

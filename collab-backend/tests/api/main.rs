@@ -28,6 +28,7 @@ mod authz;
 mod comments;
 mod database;
 mod errors;
+mod files;
 mod health;
 mod listing;
 mod notifications;
