@@ -45,7 +45,11 @@ pub fn validate(file: &Path) -> ExitCode {
         Err(errors) => return fail_config(&errors),
     };
     // One thread: the same limits, a smaller pool (nothing serves requests).
-    let wasm = match WasmRuntime::new(wasm_options(&cfg, 1, None)) {
+    let options = match wasm_options(&cfg, 1, None) {
+        Ok(options) => options,
+        Err(e) => return fail(&e),
+    };
+    let wasm = match WasmRuntime::new(options) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
     };
@@ -86,7 +90,10 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
     };
     let metrics = Metrics::new();
     let file = config_path.display().to_string();
-    let wasm_opts = wasm_options(&cfg, cfg.server.threads, Some(&metrics));
+    let wasm_opts = match wasm_options(&cfg, cfg.server.threads, Some(&metrics)) {
+        Ok(options) => options,
+        Err(e) => return fail(&e),
+    };
     let wasm = match WasmRuntime::new(wasm_opts) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
@@ -128,23 +135,30 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
 }
 
 /// The plugin runtime's options: the config's limits (`server.plugins`), a pool for
-/// `worker_threads`, and the gateway's metrics (plugin metrics, and the faults no request
-/// answers for, counted in `aistack_plugin_errors_total` beside the proxy's).
+/// `worker_threads`, the gateway's metrics (plugin metrics, and the faults no request
+/// answers for, counted in `aistack_plugin_errors_total` beside the proxy's), and the
+/// foreign functions: the built-ins, plus the Redis-backed ones when there is a Redis URL
+/// (read at start: a reload does not change them).
 fn wasm_options(
     cfg: &GatewayConfig,
     worker_threads: usize,
     metrics: Option<&Metrics>,
-) -> RuntimeOptions {
+) -> Result<RuntimeOptions, String> {
     let limits = &cfg.server.plugins;
-    RuntimeOptions {
+    let mut foreign_functions = crate::wasm::ForeignFunctions::default();
+    if let Some(url) = &cfg.redis_url {
+        let redis = crate::cluster::Redis::new(url, &cfg.redis_key_prefix, cfg.redis_timeout)?;
+        crate::cluster::register(&mut foreign_functions, &redis);
+    }
+    Ok(RuntimeOptions {
         worker_threads,
         max_plugins: limits.max_plugins,
         call_deadline: limits.call_deadline,
         memory_limit_bytes: limits.memory_limit,
         metrics_registry: metrics.map(|m| m.registry().clone()),
         fault_counter: metrics.map(|m| m.plugin_errors.clone()),
-        ..RuntimeOptions::default()
-    }
+        foreign_functions,
+    })
 }
 
 fn fail(message: &str) -> ExitCode {
