@@ -40,6 +40,9 @@ enum Link {
 thread_local! {
     /// This thread's connections, by [`Redis::id`].
     static LINKS: RefCell<HashMap<u64, Link>> = RefCell::new(HashMap::new());
+    /// Held while this thread connects to a [`Redis`], by [`Redis::id`].
+    static CONNECTING: RefCell<HashMap<u64, Arc<tokio::sync::Mutex<()>>>> =
+        RefCell::new(HashMap::new());
 }
 
 /// The gateway's Redis: a parsed URL, the key prefix and the per-command timeout. Cheap to
@@ -90,15 +93,17 @@ impl Redis {
     }
 
     /// This thread's connection, made now if there is none (and the last failure is not
-    /// too recent).
+    /// too recent). One connect at a time per thread: the calls that arrive meanwhile
+    /// wait for it and share its outcome instead of each opening a connection.
     async fn connection(&self) -> Result<ConnectionManager, String> {
-        let link = LINKS.with(|links| links.borrow().get(&self.id).cloned());
-        match link {
-            Some(Link::Up(connection)) => return Ok(connection),
-            Some(Link::Down(at)) if at.elapsed() < RETRY_AFTER => {
-                return Err("Redis is unreachable (the last connect failed just now)".into());
-            }
-            _ => {}
+        if let Some(known) = self.known_link() {
+            return known;
+        }
+        let gate =
+            CONNECTING.with(|gates| Arc::clone(gates.borrow_mut().entry(self.id).or_default()));
+        let _turn = gate.lock().await;
+        if let Some(known) = self.known_link() {
+            return known;
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
@@ -112,6 +117,17 @@ impl Redis {
         };
         LINKS.with(|links| links.borrow_mut().insert(self.id, link));
         made.map_err(|e| format!("cannot connect to Redis: {e}"))
+    }
+
+    /// What this thread knows: a connection, a failure too recent to retry, or nothing.
+    fn known_link(&self) -> Option<Result<ConnectionManager, String>> {
+        match LINKS.with(|links| links.borrow().get(&self.id).cloned())? {
+            Link::Up(connection) => Some(Ok(connection)),
+            Link::Down(at) if at.elapsed() < RETRY_AFTER => Some(Err(
+                "Redis is unreachable (the last connect failed just now)".into(),
+            )),
+            Link::Down(_) => None,
+        }
     }
 
     /// Runs `op` on this thread's connection within the timeout (connecting included);
