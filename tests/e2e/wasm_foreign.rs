@@ -17,9 +17,24 @@ use crate::wasm_common::seen;
 const BODY: &str = "plugins:\n  conf-foreign:\n    path: {wasm}\n\
 routes:\n  - name: foreign\n    path: /\n    upstream: echo\n    plugins:\n      - name: conf-foreign\n";
 
-async fn gateway(echo: &EchoUpstream, dir: &std::path::Path, redis: &str, prefix: &str) -> Aistack {
+/// The gateway with conf-foreign; Redis commands time out after `timeout`.
+async fn gateway(
+    echo: &EchoUpstream,
+    dir: &std::path::Path,
+    redis: &str,
+    prefix: &str,
+    timeout: &str,
+) -> Aistack {
     let wasm = filters::install("conf-foreign", dir);
-    start(echo, dir, redis, prefix, "", &BODY.replace("{wasm}", &wasm)).await
+    start(
+        echo,
+        dir,
+        redis,
+        prefix,
+        timeout,
+        &BODY.replace("{wasm}", &wasm),
+    )
+    .await
 }
 
 /// The value of the `/metrics` series `name{…}` with all of `labels` (0 when absent).
@@ -52,7 +67,7 @@ async fn async_calls_are_answered_on_their_context_with_redis() {
     let prefix = RedisPrefix::new();
     let echo = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let gw = gateway(&echo, dir.path(), &redis_url(), &prefix.0).await;
+    let gw = gateway(&echo, dir.path(), &redis_url(), &prefix.0, "10s").await;
 
     let r = send(&gw, ("x-calls", "3")).await;
     assert_eq!(r.status(), 200);
@@ -100,7 +115,7 @@ async fn a_context_gone_before_its_answer_never_sees_it() {
     let echo = EchoUpstream::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("redis://127.0.0.1:{port}");
-    let gw = gateway(&echo, dir.path(), &url, "unused:").await;
+    let gw = gateway(&echo, dir.path(), &url, "unused:", "1s").await;
 
     // The filter calls and goes on at once: the request is over before the answer.
     for _ in 0..2 {
