@@ -5,10 +5,12 @@
 //! Where to start: [`server::run`] wires everything; [`proxy`] is the request
 //! flow; [`config`] the YAML surface and validation; [`snapshot`] the
 //! atomically swapped routing state; [`upstream`] balancing and target
-//! health; [`wasm`] the Proxy-Wasm host; [`keys`] the consumers and API keys store.
+//! health; [`wasm`] the Proxy-Wasm host; [`keys`] the consumers and API keys store;
+//! [`cluster`] what nodes share through Redis.
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod keys;
 pub mod observability;

@@ -46,7 +46,11 @@ pub fn validate(file: &Path) -> ExitCode {
         Err(errors) => return fail_config(&errors),
     };
     // One thread: the same limits, a smaller pool (nothing serves requests).
-    let wasm = match WasmRuntime::new(wasm_options(&cfg, 1, None, &keys::new_cache())) {
+    let options = match wasm_options(&cfg, 1, None, &keys::new_cache()) {
+        Ok(options) => options,
+        Err(e) => return fail(&e),
+    };
+    let wasm = match WasmRuntime::new(options) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
     };
@@ -89,7 +93,10 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
     let file = config_path.display().to_string();
     // Filled by the side runtime once the key store's database is open.
     let key_cache = keys::new_cache();
-    let wasm_opts = wasm_options(&cfg, cfg.server.threads, Some(&metrics), &key_cache);
+    let wasm_opts = match wasm_options(&cfg, cfg.server.threads, Some(&metrics), &key_cache) {
+        Ok(options) => options,
+        Err(e) => return fail(&e),
+    };
     let wasm = match WasmRuntime::new(wasm_opts) {
         Ok(w) => w,
         Err(e) => return fail(&format!("cannot start the WebAssembly runtime: {e}")),
@@ -132,27 +139,33 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
 }
 
 /// The plugin runtime's options: the config's limits (`server.plugins`), a pool for
-/// `worker_threads`, and the gateway's metrics (plugin metrics, and the faults no request
+/// `worker_threads`, the gateway's metrics (plugin metrics, and the faults no request
 /// answers for, counted in `aistack_plugin_errors_total` beside the proxy's), and the
-/// foreign function `aistack.key_lookup` over the key store's cache.
+/// foreign functions: the built-ins, `aistack.key_lookup` over the key store's cache,
+/// plus the Redis-backed ones when there is a Redis URL (read at start: a reload does not
+/// change them).
 fn wasm_options(
     cfg: &GatewayConfig,
     worker_threads: usize,
     metrics: Option<&Metrics>,
     key_cache: &KeyCache,
-) -> RuntimeOptions {
+) -> Result<RuntimeOptions, String> {
     let limits = &cfg.server.plugins;
-    let mut options = RuntimeOptions {
+    let mut foreign_functions = crate::wasm::ForeignFunctions::default();
+    keys::lookup::register(&mut foreign_functions, key_cache.clone());
+    if let Some(url) = &cfg.redis_url {
+        let redis = crate::cluster::Redis::new(url, &cfg.redis_key_prefix, cfg.redis_timeout)?;
+        crate::cluster::register(&mut foreign_functions, &redis);
+    }
+    Ok(RuntimeOptions {
         worker_threads,
         max_plugins: limits.max_plugins,
         call_deadline: limits.call_deadline,
         memory_limit_bytes: limits.memory_limit,
         metrics_registry: metrics.map(|m| m.registry().clone()),
         fault_counter: metrics.map(|m| m.plugin_errors.clone()),
-        ..RuntimeOptions::default()
-    };
-    keys::lookup::register(&mut options.foreign_functions, key_cache.clone());
-    options
+        foreign_functions,
+    })
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -283,8 +283,12 @@ fn bad_configurations_are_refused_at_load_with_the_reason() {
             "key: unknown key kind \"cookie:session\"",
         ),
         (
-            json!({"rate": 1, "per": "1s", "mode": "cluster"}),
-            "mode: `cluster` (shared through Redis) is not available yet",
+            json!({"rate": 1, "per": "1s", "mode": "cluster", "on_redis_error": "maybe"}),
+            "on_redis_error: unknown policy \"maybe\" (expected allow or deny)",
+        ),
+        (
+            json!({"rate": 1, "per": "1s", "mode": "everywhere"}),
+            "mode: unknown mode \"everywhere\" (expected local or cluster)",
         ),
         (
             json!({"rate": 1, "per": "soon"}),

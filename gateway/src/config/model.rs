@@ -23,6 +23,10 @@ pub struct GatewayConfig {
     pub backend: BackendSettings,
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// `redis.key_prefix` (default `aistack:`).
+    pub redis_key_prefix: String,
+    /// `redis.timeout` (default 500 ms).
+    pub redis_timeout: Duration,
     pub server: ServerSettings,
     pub upstreams: Vec<UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
@@ -190,7 +194,27 @@ pub(super) fn validate(
     let database_url = env("DATABASE_URL")
         .or_else(|| file.database.url.as_ref().map(|u| u.value.clone()))
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("aistack.db").display()));
-    let redis_url = env("REDIS_URL").or_else(|| file.redis.as_ref().map(|r| r.url.value.clone()));
+    let redis_url = env("REDIS_URL").or_else(|| {
+        let url = file.redis.as_ref().and_then(|r| r.url.as_ref());
+        url.map(|u| u.value.clone())
+    });
+    let redis_key_prefix = file
+        .redis
+        .as_ref()
+        .and_then(|r| r.key_prefix.clone())
+        .unwrap_or_else(|| "aistack:".to_owned());
+    let redis_timeout = match file.redis.as_ref().and_then(|r| r.timeout.as_ref()) {
+        Some(t) if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&t.value.0) => {
+            d.error(
+                &t.referenced,
+                "redis.timeout",
+                "must be between 1ms and 10s",
+            );
+            Duration::from_millis(500)
+        }
+        Some(t) => t.value.0,
+        None => Duration::from_millis(500),
+    };
     let threads = match &file.server.threads {
         Some(t) if t.value == 0 => {
             d.error(&t.referenced, "server.threads", "must be at least 1");
@@ -301,6 +325,8 @@ pub(super) fn validate(
         },
         database_url,
         redis_url,
+        redis_key_prefix,
+        redis_timeout,
         server: ServerSettings {
             threads,
             grace_period: file.server.grace_period,

@@ -115,7 +115,16 @@ pub struct DatabaseConf {
 #[serde(deny_unknown_fields)]
 pub struct RedisConf {
     /// `redis://host:port`. `REDIS_URL` in the environment overrides it.
-    pub url: Spanned<String>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// Prepended to every key the gateway keeps in Redis, so that gateways (or tests)
+    /// sharing one Redis stay apart. Default: `aistack:`.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Longest one Redis command may take, connecting included (1ms to 10s). Default:
+    /// `500ms`.
+    #[serde(default)]
+    pub timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

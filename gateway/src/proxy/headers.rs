@@ -156,6 +156,41 @@ pub fn prepare_upstream(req: &mut RequestHeader, f: &Forwarding<'_>) -> pingora:
     Ok(())
 }
 
+/// The client's address as far as the gateway can tell: the connection's peer, or, when
+/// the peer is a trusted proxy (`server.trusted_proxies`), the rightmost
+/// `X-Forwarded-For` address that is not itself a trusted proxy (the addresses right of
+/// it were added by proxies we trust; anything left of it the client could have written).
+/// An unparsable entry stops the walk at the last address that was trusted. The
+/// `aistack.client_ip` property; what rate limits keyed by `ip` count.
+pub fn client_ip(peer: Option<IpAddr>, req: &RequestHeader, trusted: &[Cidr]) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    let mut client = peer?;
+    if !is_trusted(client) {
+        return Some(client);
+    }
+    let Some(chain) = joined(req, "x-forwarded-for") else {
+        return Some(client);
+    };
+    for entry in chain.rsplit(',') {
+        let Some(ip) = parse_forwarded_ip(entry.trim()) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// An `X-Forwarded-For` entry: `1.2.3.4`, `2001:db8::1`, `[2001:db8::1]:443`, `1.2.3.4:80`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    entry.parse::<SocketAddr>().ok().map(|addr| addr.ip())
+}
+
 /// All values of a header joined with `, ` (a header may be repeated).
 fn joined(req: &RequestHeader, name: &str) -> Option<String> {
     let values: Vec<&str> = req
@@ -196,6 +231,51 @@ mod tests {
             r.append_header(k.to_string(), *v).expect("header");
         }
         r
+    }
+
+    #[test]
+    fn the_client_ip_comes_from_x_forwarded_for_only_behind_trusted_proxies() {
+        let nets = [
+            Cidr::parse("10.0.0.0/8").expect("cidr"),
+            Cidr::parse("192.168.1.1/32").expect("cidr"),
+        ];
+        let peer = |ip: &str| Some(ip.parse::<IpAddr>().expect("ip"));
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        let xff = req(&[
+            ("x-forwarded-for", "6.6.6.6, 1.2.3.4"),
+            ("x-forwarded-for", "192.168.1.1"),
+        ]);
+        // An untrusted peer's header is ignored.
+        assert_eq!(client_ip(peer("8.8.8.8"), &xff, &nets), Some(ip("8.8.8.8")));
+        // A trusted one: the rightmost address no trusted proxy wrote (skipping the
+        // trusted 192.168.1.1), never the spoofable leftmost one.
+        assert_eq!(
+            client_ip(peer("10.0.0.7"), &xff, &nets),
+            Some(ip("1.2.3.4"))
+        );
+        // Every hop trusted: the leftmost; no header: the peer.
+        let all = req(&[("x-forwarded-for", "10.1.1.1, 192.168.1.1")]);
+        assert_eq!(
+            client_ip(peer("10.0.0.7"), &all, &nets),
+            Some(ip("10.1.1.1"))
+        );
+        let none = req(&[]);
+        assert_eq!(
+            client_ip(peer("10.0.0.7"), &none, &nets),
+            Some(ip("10.0.0.7"))
+        );
+        // Garbage stops the walk at the last trusted address; ports and brackets parse.
+        let junk = req(&[("x-forwarded-for", "1.2.3.4, junk, 10.9.9.9")]);
+        assert_eq!(
+            client_ip(peer("10.0.0.7"), &junk, &nets),
+            Some(ip("10.9.9.9"))
+        );
+        let v6 = req(&[("x-forwarded-for", "[2001:db8::1]:443")]);
+        assert_eq!(
+            client_ip(peer("10.0.0.7"), &v6, &nets),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(client_ip(None, &xff, &nets), None);
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl ProxyHttp for Gateway {
             request_id::accept_or_generate(session.req_header().headers.get("x-request-id"));
         ctx.info.start = std::time::SystemTime::now();
         ctx.info.client_addr = session.client_addr().and_then(|a| a.as_inet().copied());
+        ctx.info.client_ip = headers::client_ip(
+            ctx.info.client_addr.map(|a| a.ip()),
+            session.req_header(),
+            &snapshot.config.server.trusted_proxies,
+        );
         ctx.info.server_addr = session.server_addr().and_then(|a| a.as_inet().copied());
         ctx.info.protocol = if session.is_http2() {
             "HTTP/2"

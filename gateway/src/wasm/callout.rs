@@ -6,6 +6,11 @@
 //! A call never fails the guest: a refused connection, a timeout or an oversized answer is
 //! delivered as Envoy delivers a failure — `proxy_on_http_call_response` with no headers,
 //! no body and no trailers.
+//!
+//! The calls of asynchronous foreign functions ([`super::foreign`]) travel the same way: a
+//! [`CalloutRequest`] whose [`Work`] is the function's future, performed beside the HTTP
+//! calls (same queue, same limits, same delivery to the context that called), answered
+//! with `proxy_on_foreign_function`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +22,11 @@ use bytes::{Bytes, BytesMut};
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
+
+use super::foreign::{
+    ANSWER_FAILED, ANSWER_OK, ANSWER_TIMED_OUT, ForeignError, ForeignFunctions, ForeignFuture,
+    MAX_ASYNC_CALL,
+};
 
 /// Largest callout response body accepted (a larger one is a failed call).
 pub const MAX_CALLOUT_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -80,13 +90,28 @@ impl CalloutUpstreams {
     }
 }
 
-/// A call a guest dispatched, waiting to be performed. Pseudo-headers have been checked
-/// (`:method`, `:path`, `:authority` present) and taken out of `headers`.
+/// A call a guest dispatched, waiting to be performed.
 #[derive(Debug)]
 pub(crate) struct CalloutRequest {
-    /// The context that dispatched it (receives `proxy_on_http_call_response`).
+    /// The context that dispatched it (receives `proxy_on_http_call_response` or
+    /// `proxy_on_foreign_function`).
     pub(crate) context_id: u32,
+    /// The HTTP call's token, or the foreign call's id (unique per VM, one sequence).
     pub(crate) token: u32,
+    pub(crate) work: Work,
+}
+
+/// What a dispatched call does.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Http(HttpCall),
+    Foreign(ForeignCall),
+}
+
+/// An HTTP callout. Pseudo-headers have been checked (`:method`, `:path`, `:authority`
+/// present) and taken out of `headers`.
+#[derive(Debug)]
+pub(crate) struct HttpCall {
     pub(crate) target: SocketAddr,
     pub(crate) connect_timeout: Duration,
     pub(crate) method: http::Method,
@@ -97,7 +122,37 @@ pub(crate) struct CalloutRequest {
     pub(crate) timeout: Duration,
 }
 
-/// What a call brought back: `headers` (`:status` first) empty when it failed.
+/// An asynchronous foreign function's work.
+pub(crate) struct ForeignCall {
+    /// The function's name (metrics, logs).
+    pub(crate) function: Arc<str>,
+    /// In a mutex only so that a request's state stays `Sync` (Pingora's contexts must
+    /// be); it is taken once, unlocked, by whoever performs the call.
+    pub(crate) work: std::sync::Mutex<ForeignFuture>,
+    /// Where the call is counted.
+    pub(crate) registry: Arc<ForeignFunctions>,
+}
+
+impl std::fmt::Debug for ForeignCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForeignCall")
+            .field("function", &self.function)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a performed call brought back.
+#[derive(Debug)]
+pub(crate) enum CallAnswer {
+    Http(CalloutResponse),
+    /// A foreign call's `CallData`: status byte, then payload (see [`super::foreign`]).
+    Foreign {
+        function: Arc<str>,
+        data: Vec<u8>,
+    },
+}
+
+/// What an HTTP call brought back: `headers` (`:status` first) empty when it failed.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct CalloutResponse {
     pub(crate) headers: Vec<(Vec<u8>, Vec<u8>)>,
@@ -111,9 +166,62 @@ thread_local! {
     static CONNECTOR: Arc<Connector> = Arc::new(Connector::new(None));
 }
 
-/// Performs the call; a failure (connect, timeout, protocol, oversized body) is logged
+/// Performs the call: an HTTP call (see [`perform_http`]) or a foreign function's work
+/// (see [`perform_foreign`]).
+pub(crate) async fn perform(request: CalloutRequest) -> CallAnswer {
+    match request.work {
+        Work::Http(call) => CallAnswer::Http(perform_http(call).await),
+        Work::Foreign(call) => perform_foreign(call).await,
+    }
+}
+
+/// Aborts the task when dropped: a foreign call's work stops with the request that waits
+/// for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs a foreign function's work as its own task (a panic in it fails the call, not the
+/// request), bounded by [`MAX_ASYNC_CALL`], and counts the outcome.
+async fn perform_foreign(call: ForeignCall) -> CallAnswer {
+    let ForeignCall {
+        function,
+        work,
+        registry,
+    } = call;
+    let work = work
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut task = AbortOnDrop(tokio::spawn(work));
+    let (outcome, data) = match tokio::time::timeout(MAX_ASYNC_CALL, &mut task.0).await {
+        Ok(Ok(Ok(result))) => ("ok", framed(ANSWER_OK, &result)),
+        Ok(Ok(Err(ForeignError::BadArgument(why) | ForeignError::Failed(why)))) => {
+            ("failed", framed(ANSWER_FAILED, why.as_bytes()))
+        }
+        Ok(Err(_)) => {
+            tracing::warn!(function = &*function, "foreign function panicked");
+            ("failed", framed(ANSWER_FAILED, b"the function panicked"))
+        }
+        Err(_) => ("timed_out", vec![ANSWER_TIMED_OUT]),
+    };
+    registry.count(&function, outcome);
+    CallAnswer::Foreign { function, data }
+}
+
+fn framed(status: u8, payload: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(payload.len() + 1);
+    data.push(status);
+    data.extend_from_slice(payload);
+    data
+}
+
+/// Performs an HTTP call; a failure (connect, timeout, protocol, oversized body) is logged
 /// and returned as the empty response.
-pub(crate) async fn perform(request: CalloutRequest) -> CalloutResponse {
+async fn perform_http(request: HttpCall) -> CalloutResponse {
     let target = request.target;
     let timeout = request.timeout;
     match tokio::time::timeout(timeout, exchange(request)).await {
@@ -129,7 +237,7 @@ pub(crate) async fn perform(request: CalloutRequest) -> CalloutResponse {
     }
 }
 
-async fn exchange(request: CalloutRequest) -> Result<CalloutResponse, String> {
+async fn exchange(request: HttpCall) -> Result<CalloutResponse, String> {
     let connector = CONNECTOR.with(Arc::clone);
     let mut peer = HttpPeer::new(request.target, false, String::new());
     peer.options.connection_timeout = Some(request.connect_timeout.min(request.timeout));

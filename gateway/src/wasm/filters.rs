@@ -132,8 +132,9 @@ impl HttpFilters {
     }
 
     /// Runs the request-headers phase and waits while a filter is paused for HTTP
-    /// callouts: each call is performed (on this thread), its answer delivered with
-    /// `proxy_on_http_call_response`, and when the filter resumes the request
+    /// callouts or asynchronous foreign calls: each call is performed (on this thread),
+    /// its answer delivered with `proxy_on_http_call_response` (or
+    /// `proxy_on_foreign_function`), and when the filter resumes the request
     /// (`proxy_continue_stream`) the chain goes on with the next filter. A filter paused
     /// with no call to wait for parks the request until another context of its VM resumes
     /// or answers it (see `park`). Returns `Respond` when a filter answers, `Pause` when a

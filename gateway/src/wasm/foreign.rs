@@ -3,13 +3,46 @@
 //! `proxy_call_foreign_function` with named, documented functions rather than inventing
 //! new imports").
 //!
-//! Each function takes the call's argument bytes and returns result bytes, synchronously,
-//! inside the guest call (so it must be quick: an in-memory lookup, a hash). Names are
-//! `aistack.<name>`; an unknown name answers `NotFound` (as Envoy), bad arguments
-//! `BadArgument`, a failing function `InternalFailure`. The registry is built once per
-//! runtime, from [`RuntimeOptions::foreign_functions`](super::RuntimeOptions): the
-//! gateway runs with the built-ins below; an embedder adds its own with
-//! [`ForeignFunctions::register`] before it builds the runtime.
+//! Names are `aistack.<name>`; an unknown name answers `NotFound` (as Envoy), bad
+//! arguments `BadArgument`, a failing synchronous function `InternalFailure`. The registry
+//! is built once per runtime, from
+//! [`RuntimeOptions::foreign_functions`](super::RuntimeOptions): the gateway runs with the
+//! built-ins below; an embedder adds its own with [`ForeignFunctions::register`] or
+//! [`ForeignFunctions::register_async`] before it builds the runtime.
+//!
+//! # Synchronous functions
+//!
+//! Registered with [`register`](ForeignFunctions::register): each takes the call's
+//! argument bytes and returns result bytes inside the guest call (so it must be quick: an
+//! in-memory lookup, a hash); the guest gets them as the call's result.
+//!
+//! # Asynchronous functions
+//!
+//! Registered with [`register_async`](ForeignFunctions::register_async), for work that
+//! waits on the network (Redis). From an HTTP context only:
+//!
+//! 1. the guest calls `proxy_call_foreign_function(name, args)`; the function checks the
+//!    arguments at once (`BadArgument` if they are malformed: an empty argument is never
+//!    valid, which lets a filter probe whether the function exists, `NotFound` meaning
+//!    it does not) and the call returns `Ok` with a 4-byte result: the call's id (u32
+//!    LE), unique within the VM;
+//! 2. the filter returns `Action::Pause` (or goes on: the answer is then delivered
+//!    detached, without the request's headers, if the context still lives);
+//! 3. the host runs the work on the request's thread, never blocking it, bounded by
+//!    [`MAX_ASYNC_CALL`] (the function's own timeout is usually shorter);
+//! 4. the host calls `proxy_on_foreign_function(context_id, call_id, size)` on the HTTP
+//!    context that called (the SDK's `on_foreign_function(function_id, size)` — the
+//!    `function_id` is the call's id), and during that callback the answer is readable as
+//!    buffer type 8 (`CallData`) with `proxy_get_buffer_bytes`: one status byte, then
+//!    the payload — [`ANSWER_OK`] then the function's result, [`ANSWER_FAILED`] then a
+//!    UTF-8 reason, [`ANSWER_TIMED_OUT`] then nothing;
+//! 5. the filter resumes (`proxy_continue_stream`) or answers (`send_http_response`), as
+//!    after an HTTP callout. A context that is gone when the answer arrives (its request
+//!    ended, its VM was replaced) never sees it.
+//!
+//! Every completed call is counted in `aistack_foreign_calls_total{function, outcome}`
+//! (`ok`, `failed`, `timed_out`; `abandoned` when its context was gone), when the runtime
+//! has a metrics registry.
 //!
 //! # Functions
 //!
@@ -32,9 +65,16 @@
 //!   "expires_at"}` or `{"status": "unknown" | "expired" | "revoked" | "unavailable"}`.
 //!   The key store's in-memory lookup (digests compared in constant time), registered by
 //!   the gateway where it builds the runtime options; the code is `crate::keys::lookup`.
+//! - `aistack.rate_limit` (asynchronous; registered only when the gateway has a Redis
+//!   URL, `redis.url` or `REDIS_URL`) — one rate-limit check performed atomically in
+//!   Redis, shared by every gateway node: see [`crate::cluster`] for its argument and
+//!   result layout.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -62,18 +102,37 @@ pub struct ForeignCaller<'a> {
 pub type ForeignFunction =
     Arc<dyn Fn(ForeignCaller<'_>, &[u8]) -> Result<Vec<u8>, ForeignError> + Send + Sync>;
 
+/// The work of an asynchronous function: its result bytes, or why it failed.
+pub type ForeignFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, ForeignError>> + Send>>;
+
+/// A named asynchronous host function: checks the arguments at once (an `Err` answers the
+/// guest's call with `BadArgument` or `InternalFailure`), then returns the work to run.
+pub type AsyncForeignFunction =
+    Arc<dyn Fn(ForeignCaller<'_>, &[u8]) -> Result<ForeignFuture, ForeignError> + Send + Sync>;
+
+/// Longest an asynchronous call may run before the host gives up on it (the guest then
+/// gets [`ANSWER_TIMED_OUT`]).
+pub const MAX_ASYNC_CALL: Duration = Duration::from_secs(10);
+/// An asynchronous call's answer: the function's result follows.
+pub const ANSWER_OK: u8 = 0;
+/// An asynchronous call's answer: the function failed; a UTF-8 reason follows.
+pub const ANSWER_FAILED: u8 = 1;
+/// An asynchronous call's answer: it ran past [`MAX_ASYNC_CALL`].
+pub const ANSWER_TIMED_OUT: u8 = 2;
+
 /// The registry of named host functions.
 #[derive(Clone)]
 pub struct ForeignFunctions {
     functions: HashMap<String, ForeignFunction>,
+    async_functions: HashMap<String, AsyncForeignFunction>,
+    /// `aistack_foreign_calls_total{function, outcome}`, set by the runtime.
+    pub(crate) calls: Option<prometheus::IntCounterVec>,
 }
 
 impl std::fmt::Debug for ForeignFunctions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&str> = self.functions.keys().map(String::as_str).collect();
-        names.sort_unstable();
         f.debug_struct("ForeignFunctions")
-            .field("names", &names)
+            .field("names", &self.names())
             .finish()
     }
 }
@@ -83,6 +142,8 @@ impl Default for ForeignFunctions {
     fn default() -> Self {
         let mut registry = ForeignFunctions {
             functions: HashMap::new(),
+            async_functions: HashMap::new(),
+            calls: None,
         };
         registry.register(
             "aistack.sha256",
@@ -106,7 +167,7 @@ impl Default for ForeignFunctions {
 }
 
 impl ForeignFunctions {
-    /// Adds (or replaces) the function `name`.
+    /// Adds (or replaces) the synchronous function `name`.
     pub fn register(
         &mut self,
         name: &str,
@@ -118,18 +179,57 @@ impl ForeignFunctions {
         self.functions.insert(name.to_owned(), Arc::new(function));
     }
 
-    /// The function `name`, if registered.
+    /// Adds (or replaces) the asynchronous function `name` (see the module docs): it
+    /// checks the arguments when called and returns the work, which the host runs on the
+    /// calling request's thread and answers with `proxy_on_foreign_function`. A name
+    /// registered both ways is the synchronous one.
+    pub fn register_async(
+        &mut self,
+        name: &str,
+        function: impl Fn(ForeignCaller<'_>, &[u8]) -> Result<ForeignFuture, ForeignError>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        self.async_functions
+            .insert(name.to_owned(), Arc::new(function));
+    }
+
+    /// The synchronous function `name`, if registered.
     pub(crate) fn get(&self, name: &[u8]) -> Option<&ForeignFunction> {
         std::str::from_utf8(name)
             .ok()
             .and_then(|n| self.functions.get(n))
     }
 
-    /// Every registered name, sorted.
+    /// The asynchronous function `name`, if registered (and its name as registered).
+    pub(crate) fn get_async(&self, name: &[u8]) -> Option<(&str, &AsyncForeignFunction)> {
+        let name = std::str::from_utf8(name).ok()?;
+        self.async_functions
+            .get_key_value(name)
+            .map(|(n, f)| (n.as_str(), f))
+    }
+
+    /// Every registered name, synchronous and asynchronous, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.functions.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self
+            .functions
+            .keys()
+            .chain(self.async_functions.keys())
+            .map(String::as_str)
+            .collect();
         names.sort_unstable();
+        names.dedup();
         names
+    }
+
+    /// Counts a completed asynchronous call of `function` (no-op without metrics).
+    pub(crate) fn count(&self, function: &str, outcome: &str) {
+        if let Some(calls) = &self.calls
+            && let Ok(series) = calls.get_metric_with_label_values(&[function, outcome])
+        {
+            series.inc();
+        }
     }
 }
 
@@ -250,5 +350,37 @@ mod tests {
             Err(ForeignError::BadArgument(_))
         ));
         assert!(registry.get(b"aistack.nope").is_none());
+    }
+
+    #[test]
+    fn async_functions_check_their_arguments_at_once_and_list_with_the_rest() {
+        let mut registry = ForeignFunctions::default();
+        registry.register_async("aistack.echo_later", |_, args| {
+            if args.is_empty() {
+                return Err(ForeignError::BadArgument("empty".into()));
+            }
+            let args = args.to_vec();
+            Ok(Box::pin(async move { Ok(args) }))
+        });
+        assert!(registry.names().contains(&"aistack.echo_later"));
+        assert!(
+            registry.get(b"aistack.echo_later").is_none(),
+            "not a sync one"
+        );
+        let (name, start) = registry
+            .get_async(b"aistack.echo_later")
+            .expect("registered");
+        assert_eq!(name, "aistack.echo_later");
+        let caller = ForeignCaller { plugin: "p" };
+        assert!(matches!(
+            start(caller, b""),
+            Err(ForeignError::BadArgument(_))
+        ));
+        let work = start(caller, b"hi").expect("valid");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        assert_eq!(runtime.block_on(work), Ok(b"hi".to_vec()));
+        assert!(registry.get_async(b"aistack.sha256").is_none());
     }
 }

@@ -7,7 +7,7 @@
 //! values allocated once per VM) and swaps them back afterwards; see [`HttpIo`].
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -59,6 +59,7 @@ pub(crate) enum Phase {
     Delete,
     Tick,
     HttpCallResponse,
+    ForeignFunction,
     QueueReady,
     RequestBody,
     ResponseBody,
@@ -162,6 +163,7 @@ pub(crate) struct InfoSlot {
     pub(crate) request_id: String,
     pub(crate) route_name: Option<Arc<str>>,
     pub(crate) client_addr: Option<SocketAddr>,
+    pub(crate) client_ip: Option<IpAddr>,
     pub(crate) server_addr: Option<SocketAddr>,
     pub(crate) start: SystemTime,
     pub(crate) scheme: &'static str,
@@ -178,6 +180,7 @@ impl Default for InfoSlot {
             request_id: String::new(),
             route_name: None,
             client_addr: None,
+            client_ip: None,
             server_addr: None,
             start: SystemTime::UNIX_EPOCH,
             scheme: "http",
@@ -198,6 +201,7 @@ impl InfoSlot {
             self.route_name = Some(Arc::clone(&info.route_name));
         }
         self.client_addr = info.client_addr;
+        self.client_ip = info.client_ip.or(info.client_addr.map(|a| a.ip()));
         self.server_addr = info.server_addr;
         self.start = info.start;
         self.scheme = info.scheme;
@@ -312,6 +316,9 @@ pub(crate) struct HostState {
     pub(crate) last_token: u32,
     /// The response being delivered (`proxy_on_http_call_response`).
     pub(crate) call_response: Option<CalloutResponse>,
+    /// The answer of an asynchronous foreign call being delivered
+    /// (`proxy_on_foreign_function`): the `CALL_DATA` buffer.
+    pub(crate) call_data: Option<Vec<u8>>,
     /// Shared queues this VM's root context registered (rebound when a thread adopts it).
     pub(crate) registered_queues: Vec<u32>,
     /// Requests paused with nothing of their own to wait for, by context (see `park`).
@@ -341,6 +348,7 @@ impl HostState {
             callouts: Vec::new(),
             last_token: 0,
             call_response: None,
+            call_data: None,
             registered_queues: Vec::new(),
             parked: HashMap::new(),
             swapped_in: None,

@@ -26,6 +26,8 @@
 //!                     ─→ proxy_on_request_headers(ctx, n, eos)   each filter, in order
 //!                     ─→ [paused for a callout] perform it on this thread,
 //!                        proxy_on_http_call_response(ctx, token, …); resumed → next
+//!                     ─→ [paused for an async foreign call] run it on this thread,
+//!                        proxy_on_foreign_function(ctx, id, size), answer in CallData
 //!                     ─→ [paused, no call] parked until another context (the root's
 //!                        on_tick / on_http_call_response) resumes or answers it
 //!  request_body ───────→ proxy_on_request_body(ctx, size, true)   whole body, buffered
@@ -54,7 +56,8 @@
 //! # Layout
 //!
 //! `runtime` (engine, linker, pool, epoch ticker) · `callout` (HTTP callouts: named
-//! upstreams, performing a call) · `ticker` (per-thread `on_tick` pump and root-context
+//! upstreams, performing a call; asynchronous foreign calls travel the same way) ·
+//! `foreign` (named host functions, sync and async) · `ticker` (per-thread `on_tick` pump and root-context
 //! calls) · `plugin` (modules, filter
 //! instances) · `vm` (one instance and its calls) · `park` (requests paused for
 //! another context) · `outcome` (actions to
@@ -87,7 +90,10 @@ pub use builtin::{builtin_module_bytes, builtin_names};
 pub use callout::{CalloutUpstreams, MAX_CALLOUT_BODY_BYTES};
 pub use error::{FaultKind, PluginFault, WasmError};
 pub use filters::HttpFilters;
-pub use foreign::{ForeignCaller, ForeignError, ForeignFunction, ForeignFunctions};
+pub use foreign::{
+    ANSWER_FAILED, ANSWER_OK, ANSWER_TIMED_OUT, AsyncForeignFunction, ForeignCaller, ForeignError,
+    ForeignFunction, ForeignFunctions, ForeignFuture, MAX_ASYNC_CALL,
+};
 pub use metrics::MAX_SERIES_PER_PLUGIN;
 pub use outcome::CLOSE_STREAM_DETAILS;
 pub use plugin::{FilterInstance, FilterSettings, PluginModule};

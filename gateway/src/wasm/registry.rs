@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::callout::{CalloutRequest, CalloutResponse};
+use super::callout::{CallAnswer, CalloutRequest};
 use super::error::{FaultKind, PluginFault};
 use super::plugin::FilterInstance;
 use super::shared::{self, QueueOwner};
@@ -213,7 +213,7 @@ pub(crate) fn deliver_root_call(
     filter: &Arc<FilterInstance>,
     context: u32,
     token: u32,
-    response: CalloutResponse,
+    response: CallAnswer,
 ) -> Vec<CalloutRequest> {
     with_existing_vm(filter, |vm| {
         if let Err(fault) = vm.root_call_response(context, token, response) {
@@ -230,18 +230,24 @@ pub(crate) fn deliver_context_call(
     filter: &Arc<FilterInstance>,
     context: u32,
     token: u32,
-    response: CalloutResponse,
+    response: CallAnswer,
 ) -> Vec<CalloutRequest> {
-    with_existing_vm(filter, |vm| {
+    let abandoned = |vm: &Vm, response: &CallAnswer| {
+        if let CallAnswer::Foreign { function, .. } = response {
+            vm.abandoned(function);
+        }
+    };
+    let delivered = with_existing_vm(filter, |vm| {
         if !vm.has_context(context) {
+            abandoned(vm, &response);
             return Vec::new();
         }
         if let Err(fault) = vm.detached_call_response(context, token, response) {
             log_root_fault("proxy_on_http_call_response", &fault);
         }
         vm.take_callouts(context)
-    })
-    .unwrap_or_default()
+    });
+    delivered.unwrap_or_default()
 }
 
 /// Hands a queue-ready notification to the thread that owns the queue's VM (a task on its

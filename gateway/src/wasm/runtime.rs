@@ -138,6 +138,25 @@ fn tick_for(deadline: Duration) -> Duration {
     (deadline / 10).clamp(Duration::from_millis(1), Duration::from_millis(10))
 }
 
+/// The options' foreign functions, counting their asynchronous calls in
+/// `aistack_foreign_calls_total{function, outcome}` when there is a registry.
+fn foreign_with_metrics(options: &RuntimeOptions) -> ForeignFunctions {
+    let mut foreign = options.foreign_functions.clone();
+    if let Some(registry) = &options.metrics_registry {
+        let opts = prometheus::Opts::new(
+            "aistack_foreign_calls_total",
+            "Asynchronous foreign-function calls of filters, by function and outcome \
+             (ok, failed, timed_out, abandoned: the calling context was gone)",
+        );
+        if let Ok(calls) = prometheus::IntCounterVec::new(opts, &["function", "outcome"])
+            && registry.register(Box::new(calls.clone())).is_ok()
+        {
+            foreign.calls = Some(calls);
+        }
+    }
+    foreign
+}
+
 fn ticks(deadline: Duration, tick: Duration) -> u64 {
     let ticks = deadline.as_nanos().div_ceil(tick.as_nanos().max(1));
     u64::try_from(ticks).unwrap_or(u64::MAX / 2) + 1
@@ -178,7 +197,7 @@ impl WasmRuntime {
             start_ticks: ticks(start_deadline, tick),
             _ticker: EpochTicker::start(engine.clone(), tick)?,
             metrics: Arc::new(PluginMetrics::new(options.metrics_registry.clone())),
-            foreign: Arc::new(options.foreign_functions.clone()),
+            foreign: Arc::new(foreign_with_metrics(&options)),
             faults: FaultCounter::new(options.fault_counter.clone()),
             engine,
             linker,

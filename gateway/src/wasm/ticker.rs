@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::callout::{self, CalloutRequest, CalloutResponse};
+use super::callout::{self, CallAnswer, CalloutRequest};
 use super::plugin::FilterInstance;
 use super::registry;
 
@@ -105,7 +105,7 @@ async fn context_call(filter: Weak<FilterInstance>, call: CalloutRequest) {
 pub(crate) fn deliver_later(
     filter: Weak<FilterInstance>,
     context: u32,
-    mut pending: tokio::task::JoinSet<(u32, CalloutResponse)>,
+    mut pending: tokio::task::JoinSet<(u32, CallAnswer)>,
 ) {
     if pending.is_empty() {
         return;

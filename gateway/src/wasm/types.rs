@@ -1,7 +1,7 @@
 //! The data the proxy hands to the filter chain and gets back: [`RequestInfo`] in,
 //! [`Decision`] out.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,6 +18,10 @@ pub struct RequestInfo {
     pub route_name: Arc<str>,
     /// The downstream peer (`source.address`, `source.port`).
     pub client_addr: Option<SocketAddr>,
+    /// The client behind trusted proxies (`aistack.client_ip`): the peer's address, or
+    /// the `X-Forwarded-For` client when the peer is a trusted proxy (see
+    /// `proxy::headers::client_ip`). `None`: the peer's address.
+    pub client_ip: Option<IpAddr>,
     /// The local address the request arrived on (`destination.address`, `destination.port`).
     pub server_addr: Option<SocketAddr>,
     /// When the request's first byte arrived (`request.time`).
@@ -44,6 +48,7 @@ impl RequestInfo {
             request_id: request_id.into(),
             route_name,
             client_addr: None,
+            client_ip: None,
             server_addr: None,
             start: SystemTime::now(),
             scheme: "http",

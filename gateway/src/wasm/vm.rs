@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use wasmtime::{Instance, Store, TypedFunc, WasmParams, WasmResults};
 
 use super::abi::wasi::ProcExit;
-use super::callout::{CalloutRequest, CalloutResponse};
+use super::callout::{CallAnswer, CalloutRequest, CalloutResponse};
 use super::error::{FaultCounter, FaultKind, PluginFault};
 use super::host::{BodyKind, Deferred, HostState, Phase, RequestState};
 use super::outcome::{Stream, classify, decide};
@@ -77,6 +77,7 @@ struct Exports {
     request_body: Option<TypedFunc<(u32, u32, u32), u32>>,
     response_body: Option<TypedFunc<(u32, u32, u32), u32>>,
     http_call_response: Option<CallResponseFn>,
+    foreign_function: Option<TypedFunc<(u32, u32, u32), ()>>,
     queue_ready: Option<TypedFunc<(u32, u32), ()>>,
 }
 
@@ -106,6 +107,7 @@ impl Exports {
             request_body: get(instance, store, "proxy_on_request_body"),
             response_body: get(instance, store, "proxy_on_response_body"),
             http_call_response: get(instance, store, "proxy_on_http_call_response"),
+            foreign_function: get(instance, store, "proxy_on_foreign_function"),
             queue_ready: get(instance, store, "proxy_on_queue_ready"),
         }
     }
@@ -600,26 +602,48 @@ impl Vm {
     }
 
     /// Delivers a call's answer to the HTTP context that dispatched it
-    /// (`proxy_on_http_call_response`, with the request's data lent as for any callback).
-    /// The decision is `Pause` unless the callback resumed `stream` or answered.
+    /// (`proxy_on_http_call_response`, or `proxy_on_foreign_function` with the answer as
+    /// `CALL_DATA`, with the request's data lent as for any callback). The decision is
+    /// `Pause` unless the callback resumed `stream` or answered.
     pub(crate) fn http_call_response(
         &mut self,
         context: u32,
         token: u32,
-        response: CalloutResponse,
+        answer: CallAnswer,
         io: &mut Io<'_>,
         stream: Stream,
     ) -> Result<Decision, PluginFault> {
-        let sizes = call_sizes(&response);
-        self.store.data_mut().call_response = Some(response);
-        let func = self.exports.http_call_response.clone();
-        let (headers, body, trailers) = sizes;
-        let params = (context, token, headers, body, trailers);
-        let result = self.http_call(Phase::HttpCallResponse, context, func, params, io);
-        self.store.data_mut().call_response = None;
-        result?;
+        match answer {
+            CallAnswer::Http(response) => {
+                let (headers, body, trailers) = call_sizes(&response);
+                self.store.data_mut().call_response = Some(response);
+                let func = self.exports.http_call_response.clone();
+                let params = (context, token, headers, body, trailers);
+                let result = self.http_call(Phase::HttpCallResponse, context, func, params, io);
+                self.store.data_mut().call_response = None;
+                result?;
+            }
+            CallAnswer::Foreign { data, .. } => {
+                let size = len32(data.len());
+                self.store.data_mut().call_data = Some(data);
+                let func = self.exports.foreign_function.clone();
+                let params = (context, token, size);
+                let result = self.http_call(Phase::ForeignFunction, context, func, params, io);
+                self.store.data_mut().call_data = None;
+                result?;
+            }
+        }
         let deferred = mem::take(&mut self.store.data_mut().call.deferred);
         Ok(decide(Some(1), deferred, stream))
+    }
+
+    /// Counts a foreign call whose context was gone when its answer arrived.
+    pub(crate) fn abandoned(&self, function: &str) {
+        self.store
+            .data()
+            .plugin
+            .foreign
+            .count(function, "abandoned");
     }
 
     /// Whether `context` is a live HTTP context of this VM.
@@ -633,7 +657,7 @@ impl Vm {
         &mut self,
         context: u32,
         token: u32,
-        response: CalloutResponse,
+        response: CallAnswer,
     ) -> Result<(), PluginFault> {
         let mut state = RequestState::default();
         let mut io = Io {
@@ -648,13 +672,21 @@ impl Vm {
     }
 
     /// Delivers a call's answer to the root context, if `context` is still this VM's root
-    /// (a replaced VM never sees its predecessor's tokens). A fault is counted.
+    /// (a replaced VM never sees its predecessor's tokens). A fault is counted. A foreign
+    /// call here lost its HTTP context before it was performed: it is counted abandoned.
     pub(crate) fn root_call_response(
         &mut self,
         context: u32,
         token: u32,
-        response: CalloutResponse,
+        response: CallAnswer,
     ) -> Result<(), PluginFault> {
+        let response = match response {
+            CallAnswer::Http(response) => response,
+            CallAnswer::Foreign { function, .. } => {
+                self.abandoned(&function);
+                return Ok(());
+            }
+        };
         let root = self.store.data().root_context_id;
         let Some(func) = self.exports.http_call_response.clone() else {
             return Ok(());

@@ -21,6 +21,7 @@ struct RawConfig {
     window: Option<String>,
     key: Option<String>,
     mode: Option<String>,
+    on_redis_error: Option<String>,
 }
 
 /// How requests are counted.
@@ -49,11 +50,40 @@ pub enum Key {
     Header(String),
 }
 
+/// Where the counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Proxy-Wasm shared data: exact across the worker threads of one gateway.
+    Local,
+    /// Redis (the gateway's `aistack.rate_limit` foreign function): one limit for every
+    /// gateway sharing the Redis; `on_error` applies when Redis fails or times out.
+    Cluster { on_error: Policy },
+}
+
+/// What a cluster-mode check does when Redis cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Admit the request (the default: a Redis outage does not take the API down).
+    Allow,
+    /// Refuse it with 503 `rate_limit_unavailable`.
+    Deny,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Allow => "allow",
+            Policy::Deny => "deny",
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub algorithm: Algorithm,
     pub key: Key,
+    pub mode: Mode,
 }
 
 /// Parses and validates the configuration (empty means all defaults, which is refused:
@@ -67,23 +97,39 @@ pub fn parse(bytes: &[u8]) -> Result<Config, String> {
     let raw: RawConfig =
         serde_json::from_slice(bytes).map_err(|e| format!("invalid configuration: {e}"))?;
     let invalid = |e: String| format!("invalid configuration: {e}");
-    match raw.mode.as_deref().unwrap_or("local") {
-        "local" => {}
-        "cluster" => {
-            return Err(invalid(
-                "mode: `cluster` (shared through Redis) is not available yet; use `local`"
-                    .to_owned(),
-            ));
-        }
-        other => {
-            return Err(invalid(format!(
-                "mode: unknown mode {other:?} (expected local)"
-            )));
-        }
-    }
+    let mode = mode(&raw).map_err(invalid)?;
     let algorithm = algorithm(&raw).map_err(invalid)?;
     let key = key(raw.key.as_deref().unwrap_or("consumer")).map_err(invalid)?;
-    Ok(Config { algorithm, key })
+    Ok(Config {
+        algorithm,
+        key,
+        mode,
+    })
+}
+
+fn mode(raw: &RawConfig) -> Result<Mode, String> {
+    let policy = raw.on_redis_error.as_deref();
+    match raw.mode.as_deref().unwrap_or("local") {
+        "local" if policy.is_some() => {
+            Err("on_redis_error: only a setting of mode `cluster`".to_owned())
+        }
+        "local" => Ok(Mode::Local),
+        "cluster" => {
+            let on_error = match policy.unwrap_or("allow") {
+                "allow" => Policy::Allow,
+                "deny" => Policy::Deny,
+                other => {
+                    return Err(format!(
+                        "on_redis_error: unknown policy {other:?} (expected allow or deny)"
+                    ));
+                }
+            };
+            Ok(Mode::Cluster { on_error })
+        }
+        other => Err(format!(
+            "mode: unknown mode {other:?} (expected local or cluster)"
+        )),
+    }
 }
 
 fn algorithm(raw: &RawConfig) -> Result<Algorithm, String> {

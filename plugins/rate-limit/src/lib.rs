@@ -7,13 +7,22 @@
 //! and the `RateLimit-*` / `X-RateLimit-*` headers; an admitted one gets those headers on
 //! its response.
 //!
-//! Local mode only: the state lives in Proxy-Wasm shared data (`store.rs`), so the limit is
-//! exact across every worker thread of one gateway process, and not shared between
-//! processes. `mode: cluster` is refused at load until it exists.
+//! `mode: local` (the default): the state lives in Proxy-Wasm shared data (`store.rs`), so
+//! the limit is exact across every worker thread of one gateway process, and not shared
+//! between processes. `mode: cluster`: the check runs in Redis through the gateway's
+//! asynchronous foreign function `aistack.rate_limit` (`cluster.rs`), so every gateway
+//! sharing the Redis enforces one limit; when Redis fails, `on_redis_error` decides
+//! (`allow`, the default, or `deny`: 503), and the failure is counted in the plugin
+//! metric `rate_limit_redis_errors;policy=…` (the gateway logs it, throttled). Cluster
+//! mode is refused at load when the gateway has no Redis (no such function).
+//!
+//! The `ip` key (and the fallback of the others) is `aistack.client_ip`: the connection's
+//! address, or the `X-Forwarded-For` client behind the gateway's `server.trusted_proxies`.
 //!
 //! Start at [`RateLimitRoot::on_configure`] (config: `config.rs`), then
 //! [`RateLimit::on_http_request_headers`]; the arithmetic is in `limiter.rs`.
 
+mod cluster;
 mod config;
 mod limiter;
 mod store;
@@ -23,9 +32,9 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
-use crate::config::{Config, Key};
+use crate::config::{Config, Key, Mode, Policy};
 use crate::limiter::Verdict;
 use crate::store::Store;
 
@@ -38,6 +47,8 @@ proxy_wasm::main! {{
 struct Shared {
     config: Config,
     store: Store,
+    /// `rate_limit_redis_errors;policy=…` (cluster mode).
+    redis_errors: Option<u32>,
 }
 
 struct RateLimitRoot {
@@ -51,9 +62,26 @@ impl RootContext for RateLimitRoot {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match config::parse(&bytes) {
             Ok(config) => {
+                let redis_errors = match config.mode {
+                    Mode::Local => None,
+                    Mode::Cluster { on_error } => {
+                        if let Err(message) = probe_cluster() {
+                            log(LogLevel::Error, &format!("rate-limit: {message}"));
+                            return false;
+                        }
+                        let name = format!("rate_limit_redis_errors;policy={}", on_error.as_str());
+                        hostcalls::define_metric(MetricType::Counter, &name).ok()
+                    }
+                };
                 let store = Store::new(&bytes);
-                store.create();
-                self.state = Some(Rc::new(Shared { config, store }));
+                if config.mode == Mode::Local {
+                    store.create();
+                }
+                self.state = Some(Rc::new(Shared {
+                    config,
+                    store,
+                    redis_errors,
+                }));
                 true
             }
             Err(message) => {
@@ -82,12 +110,58 @@ struct RateLimit {
     verdict: Option<Verdict>,
 }
 
-impl Context for RateLimit {}
+impl Context for RateLimit {
+    /// Cluster mode: Redis's verdict (or failure) arrived; resume or answer.
+    fn on_foreign_function(&mut self, _call_id: u32, size: usize) {
+        let data = hostcalls::get_buffer(BufferType::CallData, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match cluster::answer(&data) {
+            Ok(verdict) if verdict.allowed => {
+                self.verdict = Some(verdict);
+                let _ = hostcalls::resume_http_request();
+            }
+            Ok(verdict) => refuse(&verdict),
+            Err(_) => {
+                if self.redis_failed() == Action::Continue {
+                    let _ = hostcalls::resume_http_request();
+                }
+            }
+        }
+    }
+}
+
+impl RateLimit {
+    /// Redis could not answer: counts it and applies the policy (`Pause` after a 503).
+    fn redis_failed(&self) -> Action {
+        if let Some(metric) = self.shared.redis_errors {
+            let _ = hostcalls::increment_metric(metric, 1);
+        }
+        match self.shared.config.mode {
+            Mode::Cluster {
+                on_error: Policy::Deny,
+            } => {
+                unavailable();
+                Action::Pause
+            }
+            _ => Action::Continue,
+        }
+    }
+}
 
 impl HttpContext for RateLimit {
-    /// Counts the request; refuses it with 429 past the limit.
+    /// Counts the request; refuses it with 429 past the limit. In cluster mode the check
+    /// goes to Redis and the request waits for it (`on_foreign_function`).
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let key = limit_key(&self.shared.config.key);
+        if let Mode::Cluster { .. } = self.shared.config.mode {
+            let args = cluster::args(&self.shared.config.algorithm, &key);
+            return match hostcalls::call_foreign_function(cluster::FUNCTION, Some(&args)) {
+                Ok(_) => Action::Pause,
+                Err(_) => self.redis_failed(),
+            };
+        }
         let now = hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -139,8 +213,12 @@ fn limit_key(kind: &Key) -> Vec<u8> {
     key
 }
 
-/// The connection's client IP: `source.address` without its port.
+/// The client's IP: the gateway's `aistack.client_ip` (behind trusted proxies, the
+/// forwarded client), else the connection's `source.address` without its port.
 fn client_ip() -> Vec<u8> {
+    if let Some(ip) = property(&["aistack", "client_ip"]).filter(|ip| !ip.is_empty()) {
+        return ip;
+    }
     let address = property(&["source", "address"]).unwrap_or_default();
     let text = String::from_utf8_lossy(&address);
     let ip = if let Some(rest) = text.strip_prefix('[') {
@@ -189,6 +267,35 @@ fn refuse(verdict: &Verdict) {
     ];
     headers.extend(limits.iter().map(|(n, v)| (*n, v.as_str())));
     let _ = hostcalls::send_http_response(429, headers, Some(body.as_bytes()));
+}
+
+/// Answers with 503 JSON `rate_limit_unavailable` (cluster mode, Redis down, `deny`).
+fn unavailable() {
+    let request_id = property(&["request", "id"]).and_then(|b| String::from_utf8(b).ok());
+    let body = serde_json::json!({
+        "error": {
+            "code": "rate_limit_unavailable",
+            "message": "the rate limit cannot be checked right now; retry later",
+            "request_id": request_id,
+        }
+    })
+    .to_string();
+    let headers = vec![("content-type", "application/json"), ("retry-after", "1")];
+    let _ = hostcalls::send_http_response(503, headers, Some(body.as_bytes()));
+}
+
+/// Cluster mode needs the gateway's `aistack.rate_limit`, which exists only when the
+/// gateway has a Redis URL. An empty argument is never valid, so the function, when it
+/// exists, refuses it (`BadArgument`) without doing anything.
+fn probe_cluster() -> Result<(), String> {
+    match hostcalls::call_foreign_function(cluster::FUNCTION, None) {
+        Err(Status::NotFound) => Err(
+            "invalid configuration: mode: `cluster` needs the gateway's Redis: set `redis.url` \
+             in the gateway config (or REDIS_URL)"
+                .to_owned(),
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn log(level: LogLevel, message: &str) {

@@ -157,7 +157,7 @@ fn encode<'a>(kept: impl Iterator<Item = &'a (&'a [u8], State)>, last: (&[u8], S
 }
 
 /// FNV-1a, 64 bits: stable across builds and platforms (std's hasher is not).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })

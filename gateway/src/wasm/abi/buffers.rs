@@ -7,11 +7,10 @@
 //! far; `proxy_set_buffer_bytes` replaces `size` bytes at `start` with the new data, as
 //! Envoy does, so `(0, len)` replaces the whole body and `(len, 0)` appends).
 //! Configuration buffers are read-only (`BadArgument` on write, as Envoy's constant
-//! buffers). The other types answer `NotFound`: downstream and upstream data (no L4
-//! filters), the gRPC receive buffer (no gRPC calls), and `CALL_DATA`, which Envoy fills
-//! for `proxy_on_foreign_function`, a host-to-guest callback this host never makes (the
-//! guest-to-host `proxy_call_foreign_function` passes its arguments and result directly:
-//! see [`super::foreign`]).
+//! buffers), and `CALL_DATA` (during `proxy_on_foreign_function`, read-only: the
+//! answer of an asynchronous foreign call, see [`crate::wasm::foreign`]). The other types
+//! answer `NotFound`: downstream and upstream data (no L4 filters) and the gRPC receive
+//! buffer (no gRPC calls).
 
 use wasmtime::{Caller, Linker};
 
@@ -25,6 +24,7 @@ const HTTP_REQUEST_BODY: u32 = 0;
 const HTTP_RESPONSE_BODY: u32 = 1;
 const VM_CONFIGURATION: u32 = 6;
 const PLUGIN_CONFIGURATION: u32 = 7;
+const CALL_DATA: u32 = 8;
 
 pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_buffer_bytes", get_bytes)?;
@@ -47,6 +47,7 @@ fn buffer(host: &HostState, buffer_type: u32) -> Result<&[u8], Status> {
             Some(call) => Ok(&call.body),
             None => Err(Status::NotFound),
         },
+        CALL_DATA => host.call_data.as_deref().ok_or(Status::NotFound),
         t if t > MAX_BUFFER_TYPE => Err(Status::BadArgument),
         _ => Err(Status::NotFound),
     }

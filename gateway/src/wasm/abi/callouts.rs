@@ -16,14 +16,14 @@ use wasmtime::{Caller, Linker};
 
 use super::memory::{memory, slice, write_u32};
 use super::{HostResult, Status, pairs, status};
-use crate::wasm::callout::CalloutRequest;
+use crate::wasm::callout::{CalloutRequest, HttpCall, Work};
 use crate::wasm::host::{HostState, Phase};
 
 /// A call without a timeout (0) gets this one; longer ones are cut to [`MAX_TIMEOUT`].
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
-/// Calls one VM may have queued and not yet started.
-const MAX_QUEUED_CALLS: usize = 64;
+/// Calls (HTTP and asynchronous foreign ones) one VM may have queued and not yet started.
+pub(crate) const MAX_QUEUED_CALLS: usize = 64;
 
 pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_set_tick_period_milliseconds", set_tick_period)?;
@@ -115,13 +115,15 @@ fn prepare(
     Ok(CalloutRequest {
         context_id: host.call.effective_context_id,
         token: host.last_token,
-        target,
-        connect_timeout,
-        method,
-        path,
-        authority,
-        headers: extra,
-        body: Bytes::copy_from_slice(body),
-        timeout,
+        work: Work::Http(HttpCall {
+            target,
+            connect_timeout,
+            method,
+            path,
+            authority,
+            headers: extra,
+            body: Bytes::copy_from_slice(body),
+            timeout,
+        }),
     })
 }

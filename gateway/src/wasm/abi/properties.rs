@@ -13,6 +13,7 @@
 //! | `request.headers.<name>`, `request.useragent`, `request.referer` | during request headers |
 //! | `response.code` | int; `response.headers.<name>` during response headers |
 //! | `source.address`, `destination.address` | `ip:port`; `.port` as int |
+//! | `aistack.client_ip` | the client's IP (no port): the peer's, or the `X-Forwarded-For` client behind a trusted proxy (`server.trusted_proxies`) |
 //! | `route_name`, `xds.route_name` | the matched route |
 //! | `plugin_name`, `plugin_root_id`, `plugin_vm_id` | the filter (the VM id is empty) |
 //!
@@ -105,6 +106,10 @@ fn well_known(
         [b"response", field @ ..] => response(host, info?, field, out)?,
         [b"source", field] => address(info?.client_addr, field, out)?,
         [b"destination", field] => address(info?.server_addr, field, out)?,
+        [b"aistack", b"client_ip"] => match info?.client_ip {
+            Some(ip) => write!(out, "{ip}").map_err(|_| Status::SerializationFailure),
+            None => Err(Status::NotFound),
+        },
         _ => return None,
     };
     Some(found)

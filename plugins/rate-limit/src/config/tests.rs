@@ -18,6 +18,7 @@ fn defaults_are_token_bucket_by_consumer_with_burst_equal_to_rate() {
                 burst: 10
             },
             key: Key::Consumer,
+            mode: Mode::Local,
         }
     );
     let config = parse(
@@ -69,8 +70,12 @@ fn bad_values_are_refused_naming_the_key() {
             "key: \"\" is not an HTTP header name",
         ),
         (
-            r#"{"rate": 1, "per": "1s", "mode": "cluster"}"#,
-            "mode: `cluster`",
+            r#"{"rate": 1, "per": "1s", "mode": "cluster", "on_redis_error": "maybe"}"#,
+            "on_redis_error: unknown policy \"maybe\" (expected allow or deny)",
+        ),
+        (
+            r#"{"rate": 1, "per": "1s", "on_redis_error": "deny"}"#,
+            "on_redis_error: only a setting of mode `cluster`",
         ),
         (
             r#"{"rate": 1, "per": "1s", "mode": "global"}"#,
@@ -85,4 +90,23 @@ fn bad_values_are_refused_naming_the_key() {
         let e = err(json);
         assert!(e.contains(want), "{json}: want {want:?}, got {e:?}");
     }
+}
+
+#[test]
+fn cluster_mode_allows_on_redis_errors_unless_told_to_deny() {
+    let config = parse(br#"{"rate": 1, "per": "1s", "mode": "cluster"}"#).expect("valid");
+    assert_eq!(
+        config.mode,
+        Mode::Cluster {
+            on_error: Policy::Allow
+        }
+    );
+    let config = parse(br#"{"rate": 1, "per": "1s", "mode": "cluster", "on_redis_error": "deny"}"#)
+        .expect("valid");
+    assert_eq!(
+        config.mode,
+        Mode::Cluster {
+            on_error: Policy::Deny
+        }
+    );
 }
