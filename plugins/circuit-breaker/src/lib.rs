@@ -162,8 +162,9 @@ impl HttpContext for Breaker {
     fn on_log(&mut self) {
         let route = self.route();
         let Some(ticket) = self.ticket.take() else {
-            // Answered by this filter (or never reached it): keep the gauge current.
-            set_gauge(&route, current(&route.key).phase);
+            // Answered by the fallback (or never reached this filter): nothing to record.
+            // The gauge moves only with transitions (`announce`): publishing a phase read
+            // earlier could land after another thread's transition and show a stale one.
             return;
         };
         let status = hostcalls::get_property(vec!["response", "code"])
@@ -187,15 +188,13 @@ impl Breaker {
         let config = &self.shared.config;
         let now = now_ms();
         let done = update(&route.key, |c| {
-            let (changed, transition) = circuit::record(c, config, ticket, outcome, now);
-            (changed, (transition, c.phase))
+            circuit::record(c, config, ticket, outcome, now)
         });
         match done {
-            Some((transition, phase)) => {
+            Some(transition) => {
                 if let Some(t) = transition {
                     announce(route, &t);
                 }
-                set_gauge(route, phase);
             }
             None => log(
                 LogLevel::Warn,
