@@ -3,7 +3,8 @@
 //! upstream told to fail, the fallback while open with nothing reaching the upstream,
 //! half-open admitting exactly K probes under concurrency, closed again after a probe
 //! succeeds, a failing probe reopening, the gateway's own connect errors counting, the
-//! failure ratio, the state gauge on `/metrics`, and configurations refused at load.
+//! failure ratio, the state gauge on `/metrics`, a fallback upstream taking the traffic
+//! while the circuit is open, and configurations refused at load.
 
 use std::time::{Duration, Instant};
 
@@ -325,7 +326,15 @@ fn bad_configurations_are_refused_at_load_with_the_reason() {
         ),
         (
             json!({"consecutive_failures": 3, "fallback": {"upstream": "backup"}}),
-            "a fallback upstream is not available yet",
+            "fallback.upstream: the config has no upstream \"backup\"",
+        ),
+        (
+            json!({"consecutive_failures": 3, "fallback": {"upstream": "app", "status": 200}}),
+            "give either `upstream` or a static response",
+        ),
+        (
+            json!({"consecutive_failures": 3, "fallback": {"upstream": ""}}),
+            "fallback.upstream must name an upstream",
         ),
         (json!({"cooldown": "5s"}), "give `failure_ratio`"),
         (
@@ -371,6 +380,10 @@ fn bad_configurations_are_refused_at_load_with_the_reason() {
     std::fs::write(dir.path().join("aistack.yaml"), yaml(&good)).expect("write");
     let (status, _, stderr) = run_cli(&["validate", "aistack.yaml"], dir.path());
     assert!(status.success(), "{stderr}");
+    let to_upstream = json!({"consecutive_failures": 5, "fallback": {"upstream": "app"}});
+    std::fs::write(dir.path().join("aistack.yaml"), yaml(&to_upstream)).expect("write");
+    let (status, _, stderr) = run_cli(&["validate", "aistack.yaml"], dir.path());
+    assert!(status.success(), "{stderr}");
 }
 
 #[test]
@@ -378,4 +391,153 @@ fn the_example_config_validates() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let (status, stdout, stderr) = run_cli(&["validate", "circuit-breaker.yaml"], &example);
     assert!(status.success(), "{stdout}{stderr}");
+}
+
+/// Sends `n` concurrent GETs to `path`; (status, the answering upstream's name) of each.
+async fn burst(client: &reqwest::Client, gw: &Aistack, path: &str, n: usize) -> Vec<(u16, Value)> {
+    let requests: Vec<_> = (0..n)
+        .map(|_| {
+            let client = client.clone();
+            let url = gw.url(path);
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.expect("request");
+                let status = r.status().as_u16();
+                (
+                    status,
+                    r.json::<Value>().await.unwrap_or(Value::Null)["upstream"].clone(),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for handle in requests {
+        answers.push(handle.await.expect("task"));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn while_open_the_fallback_upstream_answers_and_probes_go_to_the_primary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let primary = Flaky::start("primary").await;
+    let backup = Flaky::start("backup").await;
+    let config = json!({"consecutive_failures": 3, "cooldown": "1s", "half_open_probes": 2,
+        "fallback": {"upstream": "backup"}});
+    let body = format!(
+        "upstreams:\n  echo:\n    targets: [127.0.0.1:{{echo}}]\n\
+         \x20 primary:\n    targets: [127.0.0.1:{}]\n\
+         \x20 backup:\n    targets: [127.0.0.1:{}]\n\
+         routes:\n  - name: guarded\n    path: /guarded\n    upstream: primary\n    plugins:\n\
+         \x20     - name: circuit-breaker\n        config: {config}\n",
+        primary.port(),
+        backup.port()
+    );
+    let gw = start(&echo, dir.path(), 2, &body).await;
+    let client = reqwest::Client::new();
+    let answered_by = |answers: &[(u16, Value)], who: &str| {
+        answers
+            .iter()
+            .filter(|(status, name)| *status == 200 && name == who)
+            .count()
+    };
+
+    // Closed: the primary answers; then it fails until the circuit opens.
+    assert_eq!(
+        answered_by(&burst(&client, &gw, "/guarded/x", 1).await, "primary"),
+        1
+    );
+    primary.set_mode(Mode::Unhealthy);
+    for _ in 0..3 {
+        let (status, _, body) = get(&client, &gw, "/guarded/x").await;
+        assert_eq!(
+            (status, &body["upstream"]),
+            (503, &json!("primary")),
+            "{body}"
+        );
+    }
+    wait_logged(
+        &gw,
+        "route guarded: circuit closed -> open (3 consecutive failures)",
+        1,
+    )
+    .await;
+    let opened = Instant::now();
+    assert_eq!(gauge(&gw, "guarded").await, "1");
+
+    // Open: the backup answers, the primary is not reached. The backup's own failures are
+    // not the primary's: they are passed on, and counted nowhere.
+    let answers = burst(&client, &gw, "/guarded/x", 6).await;
+    assert_eq!(answered_by(&answers, "backup"), 6, "{answers:?}");
+    backup.set_mode(Mode::Unhealthy);
+    for _ in 0..3 {
+        let (status, _, body) = get(&client, &gw, "/guarded/x").await;
+        assert_eq!(
+            (status, &body["upstream"]),
+            (503, &json!("backup")),
+            "{body}"
+        );
+    }
+    backup.set_mode(Mode::Ok);
+    assert_eq!(primary.proxied(), 4, "the primary saw nothing while open");
+    assert_eq!(backup.proxied(), 9);
+
+    // Half-open: of 20 concurrent requests exactly 2 probes reach the (healthy again, slow
+    // so that the probes are still out while the others are decided) primary; the backup
+    // answers the other 18.
+    primary.set_mode(Mode::Ok);
+    primary.set_delay(Duration::from_secs(2));
+    after_cooldown(opened, Duration::from_secs(1)).await;
+    let answers = burst(&client, &gw, "/guarded/x", 20).await;
+    assert_eq!(answered_by(&answers, "primary"), 2, "{answers:?}");
+    assert_eq!(answered_by(&answers, "backup"), 18, "{answers:?}");
+    assert_eq!(
+        primary.proxied(),
+        6,
+        "exactly half_open_probes reached the primary"
+    );
+    assert_eq!(backup.proxied(), 27);
+    wait_logged(
+        &gw,
+        "route guarded: circuit half-open -> closed (a probe succeeded)",
+        1,
+    )
+    .await;
+    assert_eq!(gauge(&gw, "guarded").await, "0");
+
+    // Closed again: the primary takes everything.
+    primary.set_delay(Duration::ZERO);
+    let answers = burst(&client, &gw, "/guarded/x", 5).await;
+    assert_eq!(answered_by(&answers, "primary"), 5, "{answers:?}");
+    assert_eq!(backup.proxied(), 27);
+
+    // Reopen: the primary fails again, the circuit opens, and the one probe after the
+    // cooldown (half_open_probes is 2, so send one at a time) fails: open again.
+    primary.set_mode(Mode::Unhealthy);
+    for _ in 0..3 {
+        assert_eq!(get(&client, &gw, "/guarded/x").await.0, 503);
+    }
+    wait_logged(&gw, "route guarded: circuit closed -> open", 2).await;
+    let reopened = Instant::now();
+    assert_eq!(
+        answered_by(&burst(&client, &gw, "/guarded/x", 1).await, "backup"),
+        1
+    );
+    after_cooldown(reopened, Duration::from_secs(1)).await;
+    let (status, _, body) = get(&client, &gw, "/guarded/x").await;
+    assert_eq!(
+        (status, &body["upstream"]),
+        (503, &json!("primary")),
+        "the probe: {body}"
+    );
+    wait_logged(
+        &gw,
+        "route guarded: circuit half-open -> open (a probe failed)",
+        1,
+    )
+    .await;
+    let answers = burst(&client, &gw, "/guarded/x", 4).await;
+    assert_eq!(answered_by(&answers, "backup"), 4, "{answers:?}");
+    assert_eq!(primary.proxied(), 15);
+    assert_eq!(gauge(&gw, "guarded").await, "1");
 }

@@ -17,6 +17,9 @@ pub struct RequestCtx {
     pub snapshot: Option<Arc<Snapshot>>,
     /// Index into `snapshot.routes`, once routed.
     pub route: Option<usize>,
+    /// Index into `snapshot.upstreams` when a filter sent the request elsewhere than the
+    /// route's upstream (`aistack.upstream`); see `proxy::upstream`.
+    pub upstream: Option<usize>,
     /// What filters see through properties; holds the request id.
     pub info: RequestInfo,
     pub filters: HttpFilters,
@@ -66,6 +69,7 @@ impl RequestCtx {
             started: Instant::now(),
             snapshot: None,
             route: None,
+            upstream: None,
             info: RequestInfo::default(),
             filters: HttpFilters::new(&[]),
             upstream_addr: None,

@@ -4,6 +4,8 @@
 //! client ─▶ request_filter: request id → identity headers stripped → path
 //!           normalized → route (404 JSON) → filters' on_request_headers
 //!           (a filter may answer: 401/429/…)
+//!        ─▶ proxy_upstream_filter: the upstream a filter chose (`aistack.upstream`)
+//!           replaces the route's; 503 JSON when it has no available target
 //!        ─▶ upstream_peer: the upstream's balancer picks an available target
 //!           (503 JSON when none is); connect/proxy errors retried per route
 //!        ─▶ response_filter: filters' on_response_headers
@@ -171,9 +173,7 @@ impl ProxyHttp for Gateway {
         .iter()
         .any(|h| upstream_request.headers.contains_key(h));
         // (HTTP/1 upstreams only: HTTP/2 frames bodies itself and forbids the header.)
-        let h1_upstream = upstream::route_of(ctx)
-            .and_then(|(snapshot, route)| snapshot.upstreams.get(route.upstream))
-            .is_some_and(|u| !u.spec.http2);
+        let h1_upstream = upstream::upstream_of(ctx).is_some_and(|u| !u.spec.http2);
         let removed = ctx.request_had_length && ctx.request_streaming == Some(None);
         if removed && h1_upstream && !framed {
             upstream_request.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
@@ -189,6 +189,12 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
+        if let Err(name) = upstream::apply_choice(session, ctx) {
+            tracing::error!(upstream = %name, "a filter chose an upstream the snapshot lacks");
+            self.reply_error(session, ctx, &respond::NO_UPSTREAM)
+                .await?;
+            return Ok(false);
+        }
         if upstream::upstream_available(ctx) {
             return Ok(true);
         }

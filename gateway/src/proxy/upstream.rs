@@ -10,7 +10,13 @@
 //!   once the response has started;
 //! - at most `max` retries per request, and only while the route's retry
 //!   budget allows.
+//!
+//! The upstream is the route's, unless a filter chose another for this request by
+//! setting the `aistack.upstream` property (the circuit breaker's fallback upstream):
+//! [`apply_choice`] reads that choice before the first target is picked, and everything
+//! below (balancing, passive health, timeouts) then works on the chosen upstream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::prelude::*;
@@ -21,6 +27,7 @@ use super::RequestCtx;
 use crate::config::model::HashOn;
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::Upstream;
+use crate::wasm::UpstreamChoice;
 
 /// Idle keep-alive connections to upstreams are closed after this.
 const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
@@ -28,7 +35,34 @@ const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 /// Whether the route's upstream has a target to try; when not, the caller
 /// answers 503 itself (keeping the connection, unlike a failed peer choice).
 pub(super) fn upstream_available(ctx: &RequestCtx) -> bool {
-    route_of(ctx).is_none_or(|(snapshot, route)| snapshot.upstreams[route.upstream].has_available())
+    upstream_of(ctx).is_none_or(Upstream::has_available)
+}
+
+/// Takes the upstream a filter chose for this request (`aistack.upstream`, recorded on
+/// the request header by the host). `Err(name)` when the snapshot has no such upstream
+/// (the host accepts only configured names, so only a bug gets there).
+pub(super) fn apply_choice(session: &Session, ctx: &mut RequestCtx) -> Result<(), Arc<str>> {
+    let Some(UpstreamChoice(name)) = session.req_header().extensions.get::<UpstreamChoice>() else {
+        return Ok(());
+    };
+    let Some(snapshot) = ctx.snapshot.as_deref() else {
+        return Ok(());
+    };
+    match snapshot.upstreams.iter().position(|u| *u.name == **name) {
+        Some(i) => {
+            ctx.upstream = Some(i);
+            Ok(())
+        }
+        None => Err(Arc::clone(name)),
+    }
+}
+
+/// The upstream this request goes to: the one a filter chose, else the route's.
+pub(super) fn upstream_of(ctx: &RequestCtx) -> Option<&Upstream> {
+    let (snapshot, route) = route_of(ctx)?;
+    snapshot
+        .upstreams
+        .get(ctx.upstream.unwrap_or(route.upstream))
 }
 
 /// Chooses the target for this try and builds the peer.
@@ -40,7 +74,12 @@ pub(super) fn choose_peer(
         return Error::e_explain(ErrorType::InternalError, "upstream_peer before routing");
     };
     let route = &snapshot.routes[route_idx];
-    let upstream = &snapshot.upstreams[route.upstream];
+    let Some(upstream) = snapshot
+        .upstreams
+        .get(ctx.upstream.unwrap_or(route.upstream))
+    else {
+        return Error::e_explain(ErrorType::InternalError, "the chosen upstream is gone");
+    };
     if ctx.tried.is_empty() {
         route.retry_budget.deposit();
     }
@@ -118,10 +157,9 @@ fn record_failure(ctx: &mut RequestCtx) {
     let Some(target) = ctx.target.take() else {
         return;
     };
-    let Some((snapshot, route)) = route_of(ctx) else {
+    let Some(upstream) = upstream_of(ctx) else {
         return;
     };
-    let upstream = &snapshot.upstreams[route.upstream];
     if target.record_failure(upstream.spec.passive.as_ref()) {
         tracing::warn!(
             upstream = %upstream.name,

@@ -98,4 +98,4 @@ pub use metrics::MAX_SERIES_PER_PLUGIN;
 pub use outcome::CLOSE_STREAM_DETAILS;
 pub use plugin::{FilterInstance, FilterSettings, PluginModule};
 pub use runtime::{RuntimeOptions, WasmRuntime};
-pub use types::{Decision, LocalResponse, RequestInfo};
+pub use types::{Decision, LocalResponse, RequestInfo, UpstreamChoice};

@@ -94,3 +94,8 @@ pub struct LocalResponse {
     /// Why (Envoy's "response code details"): the filter's text, or `wasm_close_stream`.
     pub details: String,
 }
+
+/// The upstream a filter chose for the request (`proxy_set_property(aistack.upstream)`),
+/// kept in the request header's extensions (never sent) until the proxy picks a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamChoice(pub Arc<str>);

@@ -41,8 +41,7 @@ enum RawStatus {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFallback {
-    /// Accepted by the parser only to be refused with a clear message.
-    upstream: Option<serde_json::Value>,
+    upstream: Option<String>,
     status: Option<u16>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -62,6 +61,9 @@ pub struct Ratio {
 /// What the client gets while the circuit is open (or a half-open one is full).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fallback {
+    /// Send the request to this upstream instead (`aistack.upstream`); the static
+    /// response below is then unused.
+    pub upstream: Option<String>,
     pub status: u16,
     /// Lowercase names.
     pub headers: Vec<(String, String)>,
@@ -136,6 +138,7 @@ fn parse_raw(raw: RawConfig) -> Result<Config, String> {
     let fallback = match raw.fallback {
         Some(f) => fallback(f)?,
         None => Fallback {
+            upstream: None,
             status: DEFAULT_FALLBACK_STATUS,
             headers: Vec::new(),
             body: None,
@@ -209,11 +212,16 @@ fn status_range(raw: &RawStatus) -> Result<(u16, u16), String> {
 }
 
 fn fallback(raw: RawFallback) -> Result<Fallback, String> {
-    if raw.upstream.is_some() {
-        return Err(
-            "fallback.upstream: a fallback upstream is not available yet; give a static response {status, headers, body}"
-                .to_owned(),
-        );
+    if let Some(upstream) = &raw.upstream {
+        if upstream.is_empty() {
+            return Err("fallback.upstream must name an upstream".to_owned());
+        }
+        if raw.status.is_some() || !raw.headers.is_empty() || raw.body.is_some() {
+            return Err(
+                "fallback: give either `upstream` or a static response (`status`, `headers`, `body`), not both"
+                    .to_owned(),
+            );
+        }
     }
     let status = raw.status.unwrap_or(DEFAULT_FALLBACK_STATUS);
     if !(200..=599).contains(&status) {
@@ -235,6 +243,7 @@ fn fallback(raw: RawFallback) -> Result<Fallback, String> {
         headers.push((name, value));
     }
     Ok(Fallback {
+        upstream: raw.upstream,
         status,
         headers,
         body: raw.body,

@@ -5,6 +5,9 @@
 //! with CAS so every worker thread sees the same one. `on_http_request_headers` decides:
 //! closed passes, open answers the fallback (the upstream is not touched), half-open lets
 //! exactly `half_open_probes` requests through and answers the fallback to the others.
+//! The fallback is a static response, or a fallback upstream: the request then goes on,
+//! sent there by setting the `aistack.upstream` property, and its outcome is not counted
+//! (only the primary's outcomes move the circuit).
 //! `on_log` records how an admitted request ended (`response.code`, and
 //! `response.code_details` for the gateway's own connect/timeout errors). A probe that
 //! succeeds closes the circuit; one that fails reopens it. The open → half-open move is
@@ -64,7 +67,16 @@ impl Context for CircuitRoot {}
 impl RootContext for CircuitRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match config::parse(&bytes) {
+        let parsed = config::parse(&bytes).and_then(|config| {
+            match &config.fallback.upstream {
+                // The gateway answers `aistack.upstreams.<name>` only for a configured one.
+                Some(name) if !upstream_exists(name) => Err(format!(
+                    "invalid configuration: fallback.upstream: the config has no upstream {name:?}"
+                )),
+                _ => Ok(config),
+            }
+        });
+        match parsed {
             Ok(config) => {
                 self.shared = Some(Rc::new(Shared {
                     config,
@@ -130,18 +142,29 @@ impl HttpContext for Breaker {
                 self.ticket = Some(ticket);
                 Action::Continue
             }
-            Admission::Refuse => {
-                respond_fallback(&config.fallback);
-                Action::Pause
-            }
+            Admission::Refuse => match &config.fallback.upstream {
+                Some(upstream) => {
+                    // Not a ticket: the fallback's answer says nothing about the primary.
+                    let _ = hostcalls::set_property(
+                        vec!["aistack", "upstream"],
+                        Some(upstream.as_bytes()),
+                    );
+                    Action::Continue
+                }
+                None => {
+                    respond_fallback(&config.fallback);
+                    Action::Pause
+                }
+            },
         }
     }
 
     fn on_log(&mut self) {
         let route = self.route();
         let Some(ticket) = self.ticket.take() else {
-            // Answered by this filter (or never reached it): keep the gauge current.
-            set_gauge(&route, current(&route.key).phase);
+            // Answered by the fallback (or never reached this filter): nothing to record.
+            // The gauge moves only with transitions (`announce`): publishing a phase read
+            // earlier could land after another thread's transition and show a stale one.
             return;
         };
         let status = hostcalls::get_property(vec!["response", "code"])
@@ -165,15 +188,13 @@ impl Breaker {
         let config = &self.shared.config;
         let now = now_ms();
         let done = update(&route.key, |c| {
-            let (changed, transition) = circuit::record(c, config, ticket, outcome, now);
-            (changed, (transition, c.phase))
+            circuit::record(c, config, ticket, outcome, now)
         });
         match done {
-            Some((transition, phase)) => {
+            Some(transition) => {
                 if let Some(t) = transition {
                     announce(route, &t);
                 }
-                set_gauge(route, phase);
             }
             None => log(
                 LogLevel::Warn,
@@ -306,6 +327,14 @@ fn respond_fallback(fallback: &config::Fallback) {
     };
     let _ =
         hostcalls::send_http_response(u32::from(fallback.status), headers, Some(body.as_bytes()));
+}
+
+/// Whether the gateway's config has an upstream named `name`.
+fn upstream_exists(name: &str) -> bool {
+    matches!(
+        hostcalls::get_property(vec!["aistack", "upstreams", name]),
+        Ok(Some(_))
+    )
 }
 
 fn now_ms() -> u64 {

@@ -16,6 +16,17 @@
 //! | `aistack.client_ip` | the client's IP (no port): the peer's, or the `X-Forwarded-For` client behind a trusted proxy (`server.trusted_proxies`) |
 //! | `route_name`, `xds.route_name` | the matched route |
 //! | `plugin_name`, `plugin_root_id`, `plugin_vm_id` | the filter (the VM id is empty) |
+//! | `aistack.upstreams.<name>` | `<name>` when the config has that upstream (any context, the root's `on_configure` too), else `NotFound` |
+//! | `aistack.upstream` | the upstream a filter chose for this request with `proxy_set_property` (see below) |
+//!
+//! Setting `aistack.upstream` to the name of a configured upstream during the request
+//! headers (or a callout answer the request waited for) sends the request there instead of
+//! to the route's upstream; an empty value goes back to the route's (the proxy reads the
+//! choice just before it picks a target, so one made in a streamed body's callbacks comes
+//! too late and does nothing). Another name, or a set once the request headers are gone
+//! (response phases, `on_log`), is refused with `BadArgument`: the Rust SDK traps on it,
+//! so the filter faults (500 fail-closed, the reason logged) rather than routing somewhere
+//! nobody configured.
 //!
 //! Anything else is looked up among the values set with `proxy_set_property` during this
 //! request (by any filter of the chain, so filters can pass values on); well-known names
@@ -31,6 +42,10 @@ use wasmtime::{Caller, Linker};
 use super::memory::{memory, return_scratch, slice};
 use super::{HostResult, Status, status};
 use crate::wasm::host::{HostState, InfoSlot, authority};
+use crate::wasm::types::UpstreamChoice;
+
+/// The property a filter sets to choose the request's upstream.
+const UPSTREAM_PROPERTY: &[u8] = b"aistack\0upstream";
 
 /// Cap on the bytes one request may store with `proxy_set_property`.
 const MAX_REQUEST_PROPERTY_BYTES: usize = 1024 * 1024;
@@ -110,6 +125,13 @@ fn well_known(
             Some(ip) => write!(out, "{ip}").map_err(|_| Status::SerializationFailure),
             None => Err(Status::NotFound),
         },
+        [b"aistack", b"upstreams", name] => {
+            if upstream_configured(host, name) {
+                bytes(out, Some(name))
+            } else {
+                Err(Status::NotFound)
+            }
+        }
         _ => return None,
     };
     Some(found)
@@ -265,6 +287,9 @@ pub(crate) fn store(host: &mut HostState, path: &[u8], value: &[u8]) -> Result<(
     if !host.http.info.present {
         return Err(Status::NotFound);
     }
+    if path == UPSTREAM_PROPERTY {
+        choose_upstream(host, value)?;
+    }
     let properties = &mut host.http.state.properties;
     let used: usize = properties
         .iter()
@@ -282,4 +307,44 @@ pub(crate) fn store(host: &mut HostState, path: &[u8], value: &[u8]) -> Result<(
         None => properties.push((path.into(), value.into())),
     }
     Ok(())
+}
+
+/// Whether the config has an upstream named `name` (as callouts see them: the same list).
+fn upstream_configured(host: &HostState, name: &[u8]) -> bool {
+    std::str::from_utf8(name).is_ok_and(|name| host.plugin.upstreams.contains(name))
+}
+
+/// `aistack.upstream`: records the choice on the request header itself (an extension,
+/// never sent), where the proxy reads it before it picks a target.
+fn choose_upstream(host: &mut HostState, value: &[u8]) -> Result<(), Status> {
+    if !(host.http.request_live && host.on_own_context()) {
+        host.call.host_note = Some(
+            "proxy_set_property(aistack.upstream): only during the request headers (the upstream is chosen after them)"
+                .to_owned(),
+        );
+        return Err(Status::BadArgument);
+    }
+    if value.is_empty() {
+        host.http
+            .request
+            .extensions_mut()
+            .remove::<UpstreamChoice>();
+        return Ok(());
+    }
+    match std::str::from_utf8(value) {
+        Ok(name) if upstream_configured(host, value) => {
+            host.http
+                .request
+                .extensions_mut()
+                .insert(UpstreamChoice(name.into()));
+            Ok(())
+        }
+        _ => {
+            host.call.host_note = Some(format!(
+                "proxy_set_property(aistack.upstream): {:?} is not an upstream of the config",
+                String::from_utf8_lossy(value)
+            ));
+            Err(Status::BadArgument)
+        }
+    }
 }

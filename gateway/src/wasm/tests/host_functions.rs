@@ -360,3 +360,86 @@ fn outside_a_request_request_properties_are_not_found() {
         Err(Status::NotFound)
     );
 }
+
+/// [`in_request`] with the config's upstreams `primary` and `backup`.
+fn in_request_with_upstreams() -> HostState {
+    let mut with = in_request("/");
+    let target = SocketAddr::from(([127, 0, 0, 1], 9));
+    let upstreams =
+        ["primary", "backup"].map(|name| (name.to_owned(), vec![target], Duration::from_secs(1)));
+    let identity = Arc::new(PluginIdentity {
+        name: Arc::from("unit"),
+        root_id: Arc::from(""),
+        configuration: Arc::from(Vec::new()),
+        vm_configuration: Arc::from(Vec::new()),
+        upstreams: Arc::new(crate::wasm::CalloutUpstreams::new(upstreams)),
+        filter_id: 0,
+        metrics: Arc::new(crate::wasm::metrics::PluginMetrics::new(None)),
+        foreign: Arc::default(),
+    });
+    let mut host = HostState::new(identity, 1 << 20);
+    std::mem::swap(&mut host.http, &mut with.http);
+    host.call.begin(Phase::RequestHeaders, 7);
+    host
+}
+
+fn chosen(host: &HostState) -> Option<String> {
+    host.http
+        .request
+        .extensions
+        .get::<crate::wasm::UpstreamChoice>()
+        .map(|c| c.0.to_string())
+}
+
+#[test]
+fn a_filter_chooses_a_configured_upstream_during_the_request_headers() {
+    let mut host = in_request_with_upstreams();
+    properties::store(&mut host, b"aistack\0upstream", b"backup").expect("chosen");
+    assert_eq!(chosen(&host).as_deref(), Some("backup"));
+    assert_eq!(
+        text(property(&host, &["aistack", "upstream"])).as_deref(),
+        Ok("backup")
+    );
+    // Unknown names are refused, and leave the choice as it was.
+    assert_eq!(
+        properties::store(&mut host, b"aistack\0upstream", b"elsewhere"),
+        Err(Status::BadArgument)
+    );
+    assert!(
+        host.call
+            .host_note
+            .as_deref()
+            .is_some_and(|n| n.contains("elsewhere"))
+    );
+    assert_eq!(chosen(&host).as_deref(), Some("backup"));
+    // Empty: back to the route's upstream.
+    properties::store(&mut host, b"aistack\0upstream", b"").expect("cleared");
+    assert_eq!(chosen(&host), None);
+    // Too late once the request headers are gone.
+    host.http.request_live = false;
+    host.call.begin(Phase::ResponseHeaders, 7);
+    assert_eq!(
+        properties::store(&mut host, b"aistack\0upstream", b"primary"),
+        Err(Status::BadArgument)
+    );
+}
+
+#[test]
+fn configured_upstreams_can_be_asked_for_by_name_even_from_the_root_context() {
+    let mut root = in_request_with_upstreams();
+    root.http.info.present = false;
+    root.http.request_live = false;
+    root.call.begin(Phase::Configure, 1);
+    assert_eq!(
+        text(property(&root, &["aistack", "upstreams", "backup"])).as_deref(),
+        Ok("backup")
+    );
+    assert_eq!(
+        property(&root, &["aistack", "upstreams", "nowhere"]),
+        Err(Status::NotFound)
+    );
+    assert_eq!(
+        property(&host(), &["aistack", "upstreams", "backup"]),
+        Err(Status::NotFound)
+    );
+}
