@@ -371,7 +371,11 @@ mod tests {
             .get_async(b"aistack.echo_later")
             .expect("registered");
         assert_eq!(name, "aistack.echo_later");
-        let caller = ForeignCaller { plugin: "p" };
+        let upstreams = CalloutUpstreams::default();
+        let caller = ForeignCaller {
+            plugin: "p",
+            upstreams: &upstreams,
+        };
         assert!(matches!(
             start(caller, b""),
             Err(ForeignError::BadArgument(_))
