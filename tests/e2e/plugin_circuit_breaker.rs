@@ -185,6 +185,72 @@ async fn opens_on_failures_answers_the_fallback_then_probes_and_closes() {
     assert_eq!(gauge(&gw, "guarded").await, "0");
 }
 
+/// `scope: upstream`: one circuit for the upstream, whichever route its failures came
+/// through. Failures through `one` open it; `two` (same upstream) then answers the
+/// fallback without reaching it, while `three` (route scope, same upstream) still passes.
+#[tokio::test]
+async fn an_upstream_scoped_circuit_is_shared_by_the_routes_that_name_the_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let flaky = Flaky::start("flaky").await;
+    let shared = json!({"consecutive_failures": 3, "cooldown": "1m", "scope": "upstream"});
+    let own = json!({"consecutive_failures": 3, "cooldown": "1m"});
+    let routes = format!(
+        "upstreams:\n  echo:\n    targets: [127.0.0.1:{{echo}}]\n\
+         \x20 flaky:\n    targets: [127.0.0.1:{port}]\n\
+         routes:\n\
+         \x20 - name: one\n    path: /one\n    upstream: flaky\n    plugins:\n\
+         \x20     - name: circuit-breaker\n        config: {shared}\n\
+         \x20 - name: two\n    path: /two\n    upstream: flaky\n    plugins:\n\
+         \x20     - name: circuit-breaker\n        config: {shared}\n\
+         \x20 - name: three\n    path: /three\n    upstream: flaky\n    plugins:\n\
+         \x20     - name: circuit-breaker\n        config: {own}\n",
+        port = flaky.port()
+    );
+    let gw = start(&echo, dir.path(), 2, &routes).await;
+    let client = reqwest::Client::new();
+    flaky.set_mode(Mode::Unhealthy);
+    for _ in 0..3 {
+        assert_eq!(get(&client, &gw, "/one/x").await.0, 503);
+    }
+    wait_logged(
+        &gw,
+        "upstream flaky: circuit closed -> open (3 consecutive failures)",
+        1,
+    )
+    .await;
+    let reached = flaky.proxied();
+    assert_eq!(reached, 3);
+    for path in ["/two/x", "/one/x"] {
+        let (status, id, body) = get(&client, &gw, path).await;
+        assert_fallback(status, &id, &body);
+    }
+    assert_eq!(
+        flaky.proxied(),
+        reached,
+        "the open circuit kept both routes away"
+    );
+    // A route-scoped entry keeps its own circuit (closed): its request reaches the upstream.
+    let (status, _, body) = get(&client, &gw, "/three/x").await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body["upstream"], "flaky",
+        "the upstream's own answer: {body}"
+    );
+    assert_eq!(flaky.proxied(), reached + 1);
+    let text = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.lines().any(|l| l
+            == "aistack_plugin_upstream_circuit_state{plugin=\"circuit-breaker\",upstream=\"flaky\"} 1"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_probe_reopens_the_circuit() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -337,6 +403,10 @@ fn bad_configurations_are_refused_at_load_with_the_reason() {
             "fallback.upstream must name an upstream",
         ),
         (json!({"cooldown": "5s"}), "give `failure_ratio`"),
+        (
+            json!({"consecutive_failures": 3, "scope": "host"}),
+            "scope must be `route` or `upstream`",
+        ),
         (
             json!({"consecutive_failures": 3, "window": "10s"}),
             "apply only with `failure_ratio`",

@@ -118,6 +118,7 @@ impl ProxyHttp for Gateway {
             set_path(session.req_header_mut(), &new_path)?;
         }
         ctx.info.route_name = Arc::clone(&route.name);
+        ctx.info.upstream_name = Some(Arc::clone(&snapshot.upstreams[route.upstream].name));
         ctx.filters = crate::wasm::HttpFilters::new(&route.filters);
         ctx.route = Some(route_idx);
         ctx.snapshot = Some(Arc::clone(&snapshot));

@@ -162,6 +162,7 @@ pub(crate) struct InfoSlot {
     pub(crate) present: bool,
     pub(crate) request_id: String,
     pub(crate) route_name: Option<Arc<str>>,
+    pub(crate) upstream_name: Option<Arc<str>>,
     pub(crate) client_addr: Option<SocketAddr>,
     pub(crate) client_ip: Option<IpAddr>,
     pub(crate) server_addr: Option<SocketAddr>,
@@ -179,6 +180,7 @@ impl Default for InfoSlot {
             present: false,
             request_id: String::new(),
             route_name: None,
+            upstream_name: None,
             client_addr: None,
             client_ip: None,
             server_addr: None,
@@ -199,6 +201,14 @@ impl InfoSlot {
         self.request_id.push_str(&info.request_id);
         if !matches!(&self.route_name, Some(r) if Arc::ptr_eq(r, &info.route_name)) {
             self.route_name = Some(Arc::clone(&info.route_name));
+        }
+        let same_upstream = match (&self.upstream_name, &info.upstream_name) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_upstream {
+            self.upstream_name = info.upstream_name.clone();
         }
         self.client_addr = info.client_addr;
         self.client_ip = info.client_ip.or(info.client_addr.map(|a| a.ip()));

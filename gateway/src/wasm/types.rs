@@ -16,6 +16,9 @@ pub struct RequestInfo {
     pub request_id: String,
     /// The matched route's name (`route_name`, `xds.route_name`).
     pub route_name: Arc<str>,
+    /// The route's upstream (`cluster_name`, `xds.cluster_name`): the one the route names,
+    /// whatever a filter later chooses through `aistack.upstream`. `None` before routing.
+    pub upstream_name: Option<Arc<str>>,
     /// The downstream peer (`source.address`, `source.port`).
     pub client_addr: Option<SocketAddr>,
     /// The client behind trusted proxies (`aistack.client_ip`): the peer's address, or
@@ -47,6 +50,7 @@ impl RequestInfo {
         RequestInfo {
             request_id: request_id.into(),
             route_name,
+            upstream_name: None,
             client_addr: None,
             client_ip: None,
             server_addr: None,

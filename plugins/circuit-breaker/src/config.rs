@@ -28,6 +28,7 @@ struct RawConfig {
     cooldown: Option<String>,
     half_open_probes: Option<u32>,
     fallback: Option<RawFallback>,
+    scope: Option<String>,
 }
 
 /// `503` or a range `"500-599"`.
@@ -71,9 +72,20 @@ pub struct Fallback {
     pub body: Option<String>,
 }
 
+/// Whose circuit an entry drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One circuit per route (`circuit:<route_name>`).
+    Route,
+    /// One circuit per upstream, shared by every route that names it and has the filter
+    /// with `scope: upstream` (`circuit:upstream:<cluster_name>`).
+    Upstream,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    pub scope: Scope,
     pub ratio: Option<Ratio>,
     pub consecutive: Option<u32>,
     /// Inclusive ranges of upstream statuses that count as failures.
@@ -144,7 +156,17 @@ fn parse_raw(raw: RawConfig) -> Result<Config, String> {
             body: None,
         },
     };
+    let scope = match raw.scope.as_deref() {
+        None | Some("route") => Scope::Route,
+        Some("upstream") => Scope::Upstream,
+        Some(other) => {
+            return Err(format!(
+                "scope must be `route` or `upstream`, got {other:?}"
+            ));
+        }
+    };
     Ok(Config {
+        scope,
         ratio,
         consecutive: raw.consecutive_failures,
         failure_statuses,

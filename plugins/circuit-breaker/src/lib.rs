@@ -1,7 +1,8 @@
 //! `circuit-breaker`: a Proxy-Wasm HTTP filter that stops sending requests to a failing
 //! upstream for a while, and answers a fallback instead.
 //!
-//! One circuit per route, in shared data (key `circuit:<route_name>`), read and written
+//! One circuit per route, in shared data (key `circuit:<route_name>`; with `scope:
+//! upstream` one per upstream, `circuit:upstream:<cluster_name>`), read and written
 //! with CAS so every worker thread sees the same one. `on_http_request_headers` decides:
 //! closed passes, open answers the fallback (the upstream is not touched), half-open lets
 //! exactly `half_open_probes` requests through and answers the fallback to the others.
@@ -47,7 +48,10 @@ proxy_wasm::main! {{
 
 /// The route a VM serves, learned from the first request (each plugin entry of a route
 /// is its own filter, so a VM only ever sees one route).
+/// The circuit this VM drives: its route's, or (`scope: upstream`) its route's upstream's.
 struct Route {
+    /// `route` or `upstream`: what `name` names, in logs.
+    what: &'static str,
     name: String,
     key: String,
     gauge: Option<u32>,
@@ -199,16 +203,23 @@ impl Breaker {
             None => log(
                 LogLevel::Warn,
                 &format!(
-                    "circuit-breaker: route {}: an outcome was lost to contention",
-                    route.name
+                    "circuit-breaker: {} {}: an outcome was lost to contention",
+                    route.what, route.name
                 ),
             ),
         }
     }
 
-    /// The route of this VM (cached after the first request).
+    /// The circuit of this VM (cached after the first request): its route's, or with
+    /// `scope: upstream` the one of the upstream its route names.
     fn route(&self) -> Rc<Route> {
-        let name = hostcalls::get_property(vec!["route_name"])
+        let by_upstream = self.shared.config.scope == config::Scope::Upstream;
+        let property = if by_upstream {
+            "cluster_name"
+        } else {
+            "route_name"
+        };
+        let name = hostcalls::get_property(vec![property])
             .ok()
             .flatten()
             .and_then(|b| String::from_utf8(b).ok());
@@ -221,11 +232,23 @@ impl Breaker {
             return Rc::clone(route);
         }
         let name = name.unwrap_or_default();
-        let gauge =
-            hostcalls::define_metric(MetricType::Gauge, &format!("circuit_state;route={name}"))
-                .ok();
+        let (what, gauge, key) = if by_upstream {
+            (
+                "upstream",
+                format!("upstream_circuit_state;upstream={name}"),
+                format!("circuit:upstream:{name}"),
+            )
+        } else {
+            (
+                "route",
+                format!("circuit_state;route={name}"),
+                format!("circuit:{name}"),
+            )
+        };
+        let gauge = hostcalls::define_metric(MetricType::Gauge, &gauge).ok();
         let route = Rc::new(Route {
-            key: format!("circuit:{name}"),
+            what,
+            key,
             name,
             gauge,
         });
@@ -284,7 +307,8 @@ fn announce(route: &Route, t: &Transition) {
     log(
         LogLevel::Info,
         &format!(
-            "circuit-breaker: route {}: circuit {} -> {} ({})",
+            "circuit-breaker: {} {}: circuit {} -> {} ({})",
+            route.what,
             route.name,
             t.from.name(),
             t.to.name(),

@@ -117,6 +117,12 @@ fn well_known(
             Some(route) => string(out, route),
             None => Err(Status::NotFound),
         },
+        [b"cluster_name"] | [b"xds", b"cluster_name"] => {
+            match info.and_then(|i| i.upstream_name.as_ref()) {
+                Some(upstream) => string(out, upstream),
+                None => Err(Status::NotFound),
+            }
+        }
         [b"request", field @ ..] => request(host, info?, field, out)?,
         [b"response", field @ ..] => response(host, info?, field, out)?,
         [b"source", field] => address(info?.client_addr, field, out)?,

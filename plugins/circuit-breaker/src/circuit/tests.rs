@@ -173,3 +173,19 @@ fn the_record_round_trips_through_json() {
     let bytes = serde_json::to_vec(&s).expect("json");
     assert_eq!(serde_json::from_slice::<Circuit>(&bytes).expect("parse"), s);
 }
+
+#[test]
+fn scope_is_the_route_unless_the_upstream_is_asked_for() {
+    use crate::config::Scope;
+    assert_eq!(config(r#"{"consecutive_failures": 1}"#).scope, Scope::Route);
+    let by_route = config(r#"{"consecutive_failures": 1, "scope": "route"}"#);
+    assert_eq!(by_route.scope, Scope::Route);
+    let by_upstream = config(r#"{"consecutive_failures": 1, "scope": "upstream"}"#);
+    assert_eq!(by_upstream.scope, Scope::Upstream);
+    let wrong = config::parse(br#"{"consecutive_failures": 1, "scope": "host"}"#);
+    let message = wrong.expect_err("refused");
+    assert!(
+        message.contains("scope must be `route` or `upstream`"),
+        "{message}"
+    );
+}
