@@ -221,18 +221,27 @@ struct Api {
 }
 
 impl Api {
+    /// POSTs `body`; a 503 (SQLite busy under the set-up's concurrent writes) is retried
+    /// a few times: the set-up is not what is measured.
     async fn post(&self, token: &str, path: &str, body: Value) -> Result<Value> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        if !token.is_empty() {
-            request = request.bearer_auth(token);
+        let mut attempt = 0;
+        loop {
+            let mut request = self.http.post(format!("{}{path}", self.base)).json(&body);
+            if !token.is_empty() {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await?;
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                return Ok(answer);
+            }
+            attempt += 1;
+            if status != reqwest::StatusCode::SERVICE_UNAVAILABLE || attempt == 5 {
+                bail!("POST {path}: {status} {answer}");
+            }
+            tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
         }
-        let response = request.send().await?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("POST {path}: {status} {body}");
-        }
-        Ok(body)
     }
 
     async fn sign_in(&self, username: &str) -> Result<String> {
