@@ -196,7 +196,15 @@ fn run(admin: &AdminArgs, call: &Call) -> ExitCode {
             let parsed: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
             if (200..300).contains(&status) {
                 if let Some(v) = parsed {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    // A reader that went away (`| head`) is not an error of ours;
+                    // `println!` would panic on the broken pipe.
+                    let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+                    let mut out = std::io::stdout().lock();
+                    if let Err(e) = writeln!(out, "{text}")
+                        && e.kind() != std::io::ErrorKind::BrokenPipe
+                    {
+                        return fail(&format!("cannot write the answer: {e}"));
+                    }
                 }
                 ExitCode::SUCCESS
             } else {
