@@ -85,6 +85,29 @@ impl Ports {
     }
 }
 
+/// `aistack up` as a user runs it, on free ports: the gateway in front of the embedded
+/// backend, `/api/v1` routed to it with the request-id filter (for [`render`]).
+pub const UP_CONFIG: &str = r#"
+listeners:
+  - address: 127.0.0.1:{proxy}
+admin:
+  address: 127.0.0.1:{admin}
+backend:
+  address: 127.0.0.1:{backend}
+server:
+  threads: 2
+  grace_period: 1s
+upstreams:
+  backend:
+    targets: [127.0.0.1:{backend}]
+routes:
+  - name: api
+    path: /api/v1
+    upstream: backend
+    plugins:
+      - name: request-id
+"#;
+
 /// Replaces `{proxy}`, `{admin}`, `{backend}` in a config template.
 pub fn render(template: &str, ports: Ports) -> String {
     template

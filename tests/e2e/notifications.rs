@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use aistack_e2e::{Aistack, Ports, render};
+use aistack_e2e::{Aistack, Ports, UP_CONFIG, render};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -18,25 +18,6 @@ mod smtp_sink;
 use smtp_sink::{Received, SmtpSink};
 
 const DEADLINE: Duration = Duration::from_secs(15);
-
-const CONFIG: &str = r#"
-listeners:
-  - address: 127.0.0.1:{proxy}
-admin:
-  address: 127.0.0.1:{admin}
-backend:
-  address: 127.0.0.1:{backend}
-server:
-  threads: 2
-  grace_period: 1s
-upstreams:
-  backend:
-    targets: [127.0.0.1:{backend}]
-routes:
-  - name: api
-    path: /api/v1
-    upstream: backend
-"#;
 
 struct Client {
     http: reqwest::Client,
@@ -164,7 +145,8 @@ async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
         // one has.
         ("AISTACK_EMAIL_CONCURRENCY", "1"),
     ];
-    let gw = Aistack::start_with_env("up", &render(CONFIG, ports), ports, dir.path(), &env).await;
+    let gw =
+        Aistack::start_with_env("up", &render(UP_CONFIG, ports), ports, dir.path(), &env).await;
     let api = Client {
         http: reqwest::Client::new(),
         base: public.clone(),

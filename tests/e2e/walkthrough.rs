@@ -5,35 +5,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use aistack_e2e::{Aistack, Ports, render};
+use aistack_e2e::{Aistack, Ports, UP_CONFIG, render};
 use serde_json::Value;
-
-const CONFIG: &str = r#"
-listeners:
-  - address: 127.0.0.1:{proxy}
-admin:
-  address: 127.0.0.1:{admin}
-backend:
-  address: 127.0.0.1:{backend}
-server:
-  threads: 2
-  grace_period: 1s
-upstreams:
-  backend:
-    targets: [127.0.0.1:{backend}]
-routes:
-  - name: api
-    path: /api/v1
-    upstream: backend
-    plugins:
-      - name: request-id
-"#;
 
 #[tokio::test]
 async fn walkthrough_script_runs_through_the_gateway() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ports = Ports::free();
-    let gw = Aistack::start("up", &render(CONFIG, ports), ports, dir.path()).await;
+    let gw = Aistack::start("up", &render(UP_CONFIG, ports), ports, dir.path()).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/walkthrough.sh");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("bash")
