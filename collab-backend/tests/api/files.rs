@@ -762,6 +762,8 @@ const FILE_FAMILY: &[(&str, &str)] = &[
     ("GET", "/api/v1/files/{id}/shares"),
     ("POST", "/api/v1/files/{id}/shares"),
     ("DELETE", "/api/v1/files/{id}/shares/{share_id}"),
+    ("GET", "/api/v1/files/{id}/comments"),
+    ("POST", "/api/v1/files/{id}/comments"),
 ];
 
 async fn file_routes_are_404_across_workspaces(app: TestApp) {
@@ -792,6 +794,16 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
             )
             .await,
     );
+    created(
+        &http
+            .json_as(
+                &w.owner,
+                "POST",
+                &format!("/api/v1/files/{fid}/comments"),
+                json!({ "body": "a secret remark" }),
+            )
+            .await,
+    );
     let rival = app.owner("rival").await;
     for stranger in [&rival, &w.olga] {
         for (method, template) in FILE_FAMILY {
@@ -806,6 +818,9 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
                         .to_string()
                         .into_bytes(),
                 ),
+                "POST" if uri.ends_with("/comments") => {
+                    Some(json!({ "body": "intruder" }).to_string().into_bytes())
+                }
                 "POST" => Some(b"intruder".to_vec()),
                 _ => None,
             };
@@ -840,4 +855,14 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
         .call(&w.owner, "GET", &format!("/api/v1/files/{fid}"), None, &[])
         .await;
     assert_eq!(meta.json()["version"], 1);
+    let comments = http
+        .call(
+            &w.owner,
+            "GET",
+            &format!("/api/v1/files/{fid}/comments"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(comments.json()["items"].as_array().map(Vec::len), Some(1));
 }
