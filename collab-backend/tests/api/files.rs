@@ -794,7 +794,7 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
             )
             .await,
     );
-    created(
+    let remark = created(
         &http
             .json_as(
                 &w.owner,
@@ -804,8 +804,30 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
             )
             .await,
     );
+    // The comment's own routes answer for a file's comment as for the file.
+    let cid = id(&remark);
+    let comment_routes = [
+        ("GET", format!("/api/v1/comments/{cid}")),
+        ("PATCH", format!("/api/v1/comments/{cid}")),
+        ("DELETE", format!("/api/v1/comments/{cid}")),
+        ("GET", format!("/api/v1/comments/{cid}/edits")),
+        ("POST", format!("/api/v1/comments/{cid}/reactions")),
+        ("DELETE", format!("/api/v1/comments/{cid}/reactions/x")),
+    ];
     let rival = app.owner("rival").await;
     for stranger in [&rival, &w.olga] {
+        for (method, uri) in &comment_routes {
+            let body = match *method {
+                "PATCH" => Some(json!({ "body": "x" }).to_string().into_bytes()),
+                "POST" => Some(json!({ "emoji": "x" }).to_string().into_bytes()),
+                _ => None,
+            };
+            let headers = [("content-type", "application/json"), ("if-match", "*")];
+            let got = http.call(stranger, method, uri, body, &headers).await;
+            got.assert_error(StatusCode::NOT_FOUND, "not_found");
+            let text = String::from_utf8_lossy(&got.bytes);
+            assert!(!text.contains("secret"), "{method} {uri}: {text}");
+        }
         for (method, template) in FILE_FAMILY {
             let uri = template
                 .replace("/workspaces/{id}", &format!("/workspaces/{}", w.ws))
@@ -865,4 +887,9 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
         )
         .await;
     assert_eq!(comments.json()["items"].as_array().map(Vec::len), Some(1));
+    let item = &comments.json()["items"][0];
+    assert_eq!(
+        (&item["body"], &item["reactions"]),
+        (&json!("a secret remark"), &json!([]))
+    );
 }
