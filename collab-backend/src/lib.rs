@@ -20,7 +20,8 @@
 //! workspace, inherited downwards, additive only; [`authz::authorize`] is the one check,
 //! [`authz::visible_workspace_ids`] the one list filter; what a caller cannot see is 404.
 //!
-//! **Tasks and comments** (`api::tasks`, `api::comments`): tasks carry a `revision`
+//! **Tasks and comments** (`api::tasks`, `api::comments`; comments are on tasks or
+//! files, read by whoever reads their task or file): tasks carry a `revision`
 //! served as a strong `ETag`; `PATCH` needs `If-Match` (428 without it, 412 when stale,
 //! `*` to overwrite whatever is current), `DELETE` checks it when sent. Comment threads
 //! are one level deep; deletes are soft (tombstones keep threads); reactions are unique
@@ -33,8 +34,9 @@
 //!
 //! **Notifications** (see [`outbox`]): mentions (`@user`, `@team-slug`, and `@all` with
 //! `mention.all` for at most 50 readers), assignments, status changes and comments on a
-//! user's task write rows into the `events` outbox table in the same transaction as the
-//! change. Only people who can read the workspace are ever notified; [`outbox`]
+//! user's task, and files shared with a user (`file.shared`), write rows into the
+//! `events` outbox table in the same transaction as the change. Only people who can read
+//! the workspace (for file events: the file, shares included) are ever notified; [`outbox`]
 //! documents the table's columns and payloads for the notifications service.
 //!
 //! **Email** (see [`email`]): notifications also become emails (SMTP through lettre,

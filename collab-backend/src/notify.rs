@@ -3,7 +3,8 @@
 //!
 //! **Mentions.** Handles come from [`domain::mention::parse`]. A handle names a user
 //! (by username) of the author's organization, else a team (by slug, meaning its
-//! members). Only people who can read the workspace are notified; a handle naming
+//! members). Only people who can read what the text is on are notified (the workspace
+//! of a task; the file, shares included, for a comment on a file); a handle naming
 //! nobody, someone in another organization, or someone who cannot read the workspace
 //! is dropped without a trace: the write succeeds and its response says nothing about
 //! who was notified. The author is never notified.
@@ -29,7 +30,7 @@ use uuid::Uuid;
 
 use crate::Db;
 use crate::auth::Caller;
-use crate::authz::{self, Access};
+use crate::authz::{self, Access, Resource};
 use crate::domain::{ValidationError, mention};
 use crate::error::ApiError;
 use crate::outbox::{NewEvent, kind};
@@ -48,21 +49,85 @@ pub(crate) struct Origin {
     pub org_id: Uuid,
     pub workspace_id: Uuid,
     pub actor_id: Uuid,
-    pub task_id: Uuid,
+    pub subject: Subject,
 }
 
-/// The readers of `workspace_id` that `text` mentions with handles `previous` (the
+/// What a write is about, and so who may hear of it: a task (the readers of its
+/// workspace) or a file (the readers of the file, its share holders included). Event
+/// payloads name it as `task_id` or `file_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subject {
+    Task(Uuid),
+    File(Uuid),
+}
+
+impl Subject {
+    /// `task` or `file` (a comment's `resource_kind`).
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Subject::Task(_) => "task",
+            Subject::File(_) => "file",
+        }
+    }
+
+    /// The task's or file's id.
+    pub(crate) fn id(self) -> Uuid {
+        match self {
+            Subject::Task(id) | Subject::File(id) => id,
+        }
+    }
+
+    /// The payload key naming it: `task_id` or `file_id`.
+    pub(crate) fn payload_key(self) -> &'static str {
+        match self {
+            Subject::Task(_) => "task_id",
+            Subject::File(_) => "file_id",
+        }
+    }
+
+    /// The subject of a comment's `resource_kind` and `resource_id`.
+    pub(crate) fn of(kind: &str, id: Uuid) -> Subject {
+        if kind == "file" {
+            Subject::File(id)
+        } else {
+            Subject::Task(id)
+        }
+    }
+
+    /// Whether user `user_id` of `org_id` may read it (`workspace_id` being its
+    /// workspace).
+    pub(crate) async fn readable_by(
+        self,
+        db: &Db,
+        user_id: Uuid,
+        org_id: Uuid,
+        workspace_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Subject::Task(_) => authz::can_read_workspace(db, user_id, org_id, workspace_id).await,
+            Subject::File(id) => authz::can_read(db, user_id, org_id, Resource::File(id)).await,
+        }
+    }
+}
+
+/// The readers of `origin`'s subject that `text` mentions with handles `previous` (the
 /// text before an edit; empty for a new one) did not, except the author. `field` names
 /// the text in a 400 about `@all`.
 pub(crate) async fn mentioned(
     db: &Db,
     author: &Caller,
     access: &Access,
-    workspace_id: Uuid,
+    origin: &Origin,
     field: &'static str,
     text: &str,
     previous: &str,
 ) -> Result<Mentioned, ApiError> {
+    let workspace_id = origin.workspace_id;
+    let readable = |user: Uuid| {
+        origin
+            .subject
+            .readable_by(db, user, author.org_id, workspace_id)
+    };
     let before = mention::parse(previous);
     let mut found = Mentioned::new();
     for handle in mention::parse(text) {
@@ -76,18 +141,14 @@ pub(crate) async fn mentioned(
             continue;
         }
         if let Some(user) = store::users::by_username(db, &handle).await? {
-            if user.org_id == author.org_id
-                && authz::can_read_workspace(db, user.id, author.org_id, workspace_id).await?
-            {
+            if user.org_id == author.org_id && readable(user.id).await? {
                 found.entry(user.id).or_insert("user");
             }
             continue;
         }
         for team in store::orgtree::teams(db, author.org_id, Some(&handle)).await? {
             for member in store::grants::on_scope(db, "team", team.id).await? {
-                if authz::can_read_workspace(db, member.user_id, author.org_id, workspace_id)
-                    .await?
-                {
+                if readable(member.user_id).await? {
                     found.entry(member.user_id).or_insert("team");
                 }
             }
@@ -121,7 +182,7 @@ async fn everyone(
     Ok(readers)
 }
 
-/// Those of `candidates` (deduplicated) who can read the workspace, except the actor.
+/// Those of `candidates` (deduplicated) who can read the subject, except the actor.
 pub(crate) async fn readers_among(
     db: &Db,
     origin: &Origin,
@@ -133,7 +194,10 @@ pub(crate) async fn readers_among(
     let mut readers = Vec::new();
     for user in unique {
         if user != origin.actor_id
-            && authz::can_read_workspace(db, user, origin.org_id, origin.workspace_id).await?
+            && origin
+                .subject
+                .readable_by(db, user, origin.org_id, origin.workspace_id)
+                .await?
         {
             readers.push(user);
         }
@@ -165,7 +229,11 @@ pub(crate) async fn record_mentions(
         if inserted.rows_affected() == 0 {
             continue;
         }
-        let payload = json!({ "task_id": origin.task_id, "source_kind": source_kind, "via": via });
+        let payload = json!({
+            origin.subject.payload_key(): origin.subject.id(),
+            "source_kind": source_kind,
+            "via": via,
+        });
         enqueue(
             tx,
             origin,

@@ -14,21 +14,27 @@
 //! | `kind`          | one of [`kind`]                                                    |
 //! | `recipient_id`  | the user to notify; always someone who could read the resource     |
 //! | `actor_id`      | who caused it (null for system events)                             |
-//! | `resource_type` | `task` or `comment`: what the notification links to                |
+//! | `resource_type` | `task`, `comment` or `file`: what the notification links to        |
 //! | `resource_id`   | its id                                                             |
 //! | `payload`       | JSON text, per kind (below)                                        |
 //! | `created_at`    | RFC 3339, microseconds                                             |
 //! | `attempts`      | delivery attempts so far (0 when queued)                           |
 //! | `delivered_at`  | null until delivered; set once by the consumer ([`mark_delivered`]) |
 //!
-//! Payloads (every one also carries `task_id`, the task the resource belongs to):
-//! - `mention`: `{"task_id", "source_kind": "task"|"comment", "via": "user"|"team"|"all"}`;
-//!   the resource is the task or comment whose text mentions the recipient;
+//! Payloads (every one also carries `task_id`, the task the resource belongs to, or for
+//! file events `file_id` instead, the file it belongs to):
+//! - `mention`: `{"task_id"|"file_id", "source_kind": "task"|"comment", "via":
+//!   "user"|"team"|"all"}`; the resource is the task or comment (on a task or a file)
+//!   whose text mentions the recipient;
 //! - `task.assigned`: `{"task_id", "title"}`, resource the task;
 //! - `task.status_changed`: `{"task_id", "title", "from", "to"}`, resource the task, to its
 //!   creator and assignees;
 //! - `task.commented`: `{"task_id", "comment_id"}`, resource the comment, to the task's
-//!   creator and assignees (those mentioned in the comment get `mention` instead).
+//!   creator and assignees (those mentioned in the comment get `mention` instead);
+//! - `file.shared`: `{"file_id", "name", "access": "read"|"write"}`, resource the file, to
+//!   the user it was shared with (a share with a workspace queues nothing). The recipient
+//!   may not read the file's workspace: for file events "could read the resource" means
+//!   the file, shares included.
 //!
 //! The actor is never notified of their own action. Payloads never carry comment
 //! bodies or task descriptions: the consumer reads the resource (as the recipient) when
@@ -50,6 +56,8 @@ pub mod kind {
     pub const TASK_STATUS_CHANGED: &str = "task.status_changed";
     /// Someone commented on a task the recipient created or is assigned to.
     pub const TASK_COMMENTED: &str = "task.commented";
+    /// A file was shared with the recipient (a user share).
+    pub const FILE_SHARED: &str = "file.shared";
 }
 
 /// One queued event, as stored.
@@ -67,7 +75,7 @@ pub struct Event {
     pub recipient_id: Uuid,
     /// Who caused it.
     pub actor_id: Option<Uuid>,
-    /// `task` or `comment`.
+    /// `task`, `comment` or `file`.
     pub resource_type: String,
     /// The resource's id.
     pub resource_id: Uuid,

@@ -1,7 +1,14 @@
-//! Comments on tasks, one level of replies, edit history, soft delete, reactions.
+//! Comments on tasks and files, one level of replies, edit history, soft delete,
+//! reactions.
 //!
+//! - **Where.** `/tasks/{id}/comments` and `/files/{id}/comments` behave alike. Reading
+//!   the task or file lets one read its comments (for a file: through its workspace or
+//!   a share); writing and reacting need `comment.create` there (for a file, held
+//!   through its workspace's role: a share alone lets one read, not comment). Mentions
+//!   reach people who can read the task's workspace, or the file. A comment on a task
+//!   also tells the task's creator and assignees (`task.commented`).
 //! - **Threads are one level deep.** A reply names a top-level comment of the same task
-//!   as `parent_id`; replying to a reply is 400 `parent_id` (reply to its parent
+//!   or file as `parent_id`; replying to a reply is 400 `parent_id` (reply to its parent
 //!   instead). Lists are in creation order with `parent_id`, so a client groups
 //!   replies under their parent; `?thread=<comment id>` lists one thread's replies.
 //! - **Edits** are the author's alone (403 for anyone else), need `If-Match`
@@ -15,13 +22,13 @@
 //!   constraint (201 when added, 200 when it was already there; concurrent duplicates
 //!   cannot both land).
 //!
-//! Comments live on a `resource_kind` + `resource_id` pair (`task` today), so comments
-//! on files are a new kind, not a new table.
+//! Comments live on a `resource_kind` + `resource_id` pair (`task` or `file`), one table
+//! for both.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -34,7 +41,7 @@ use crate::auth::Caller;
 use crate::authz::{self, Resource};
 use crate::domain::ValidationError;
 use crate::error::ApiError;
-use crate::notify::{self, Origin};
+use crate::notify::{self, Origin, Subject};
 use crate::outbox::kind;
 use crate::store::comments::{Comment, CommentEdit, NewComment as Row};
 use crate::store::{self, StoreError};
@@ -43,7 +50,7 @@ pub(super) fn routes() -> Api {
     Api::new()
         .route(
             "/tasks/{id}/comments",
-            get(list).post(create),
+            get(list_on_task).post(create_on_task),
             vec![
                 op(
                     Method::GET,
@@ -54,6 +61,24 @@ pub(super) fn routes() -> Api {
                 op(
                     Method::POST,
                     "Comment on a task, or reply to a top-level comment",
+                )
+                .req("NewComment")
+                .res(201, "Comment"),
+            ],
+        )
+        .route(
+            "/files/{id}/comments",
+            get(list_on_file).post(create_on_file),
+            vec![
+                op(
+                    Method::GET,
+                    "List a file's comments and replies, oldest first",
+                )
+                .query(&["thread", "limit", "cursor"])
+                .page("Comment"),
+                op(
+                    Method::POST,
+                    "Comment on a file, or reply to a top-level comment",
                 )
                 .req("NewComment")
                 .res(201, "Comment"),
@@ -105,7 +130,7 @@ pub(super) fn routes() -> Api {
 pub(crate) struct NewComment {
     /// 1..=10000 characters; `@mentions` notify.
     body: String,
-    /// A top-level comment of the same task, to reply to it.
+    /// A top-level comment of the same task or file, to reply to it.
     parent_id: Option<Uuid>,
 }
 
@@ -158,14 +183,40 @@ async fn load(s: &AppState, id: Uuid) -> Result<Comment, ApiError> {
         .ok_or_else(|| ApiError::not_found("comment"))
 }
 
-async fn list(
+/// `id` of the path as the subject `kind` names, with the [`Resource`] to authorize on.
+fn subject(kind: &'static str, id: &str) -> Result<(Subject, Resource), ApiError> {
+    let id = parse_id(id, kind)?;
+    Ok(match kind {
+        "file" => (Subject::File(id), Resource::File(id)),
+        _ => (Subject::Task(id), Resource::Task(id)),
+    })
+}
+
+async fn list_on_task(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Paged<Comment>>, ApiError> {
-    let task = parse_id(&id, "task")?;
-    authz::authorize(&s.db, &caller, "workspace.read", Resource::Task(task)).await?;
+    list(&s, &caller, subject("task", &id)?, q).await
+}
+
+async fn list_on_file(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Paged<Comment>>, ApiError> {
+    list(&s, &caller, subject("file", &id)?, q).await
+}
+
+async fn list(
+    s: &AppState,
+    caller: &Caller,
+    (on, resource): (Subject, Resource),
+    q: ListQuery,
+) -> Result<Json<Paged<Comment>>, ApiError> {
+    authz::authorize(&s.db, caller, authz::VISIBLE, resource).await?;
     let (limit, after) = page(q.limit, q.cursor.as_deref())?;
     let thread =
         match q.thread.as_deref() {
@@ -174,48 +225,65 @@ async fn list(
                 ApiError::bad_request("invalid_query", "thread is not a comment id")
             })?),
         };
-    let found = store::comments::list(&s.db, "task", task, thread, limit, after).await?;
+    let found = store::comments::list(&s.db, on.kind(), on.id(), thread, limit, after).await?;
     Ok(Json(found.into()))
 }
 
-async fn create(
+async fn create_on_task(
     State(s): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(new): ApiJson<NewComment>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let task_id = parse_id(&id, "task")?;
-    let access =
-        authz::authorize(&s.db, &caller, "comment.create", Resource::Task(task_id)).await?;
+    create(&s, &caller, subject("task", &id)?, new).await
+}
+
+async fn create_on_file(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(new): ApiJson<NewComment>,
+) -> Result<impl IntoResponse, ApiError> {
+    create(&s, &caller, subject("file", &id)?, new).await
+}
+
+async fn create(
+    s: &AppState,
+    caller: &Caller,
+    (on, resource): (Subject, Resource),
+    new: NewComment,
+) -> Result<Response, ApiError> {
+    let access = authz::authorize(&s.db, caller, "comment.create", resource).await?;
     let text = body(&new.body)?;
-    let task = super::tasks::load(&s, task_id).await?;
+    // The workspace, and who follows the subject (a task's creator and assignees).
+    let (workspace_id, watchers) = match on {
+        Subject::Task(id) => {
+            let task = super::tasks::load(s, id).await?;
+            let watchers = [task.assignees.as_slice(), &[task.created_by]].concat();
+            (task.workspace_id, watchers)
+        }
+        Subject::File(id) => (super::files::load(s, id).await?.workspace_id, Vec::new()),
+    };
     if let Some(parent) = new.parent_id {
-        let top_level_here = store::comments::get(&s.db, parent)
-            .await?
-            .is_some_and(|p| p.resource_id == task_id && p.parent_id.is_none());
+        let top_level_here = store::comments::get(&s.db, parent).await?.is_some_and(|p| {
+            p.resource_kind == on.kind() && p.resource_id == on.id() && p.parent_id.is_none()
+        });
         if !top_level_here {
-            let message = "must be a top-level comment of the same task (replies are one level)";
+            let message = format!(
+                "must be a top-level comment of the same {} (replies are one level)",
+                on.kind()
+            );
             return Err(ValidationError::new("parent_id", message).into());
         }
     }
     let id = Uuid::now_v7();
     let origin = Origin {
         org_id: access.org_id,
-        workspace_id: task.workspace_id,
+        workspace_id,
         actor_id: caller.user_id,
-        task_id,
+        subject: on,
     };
-    let mentioned = notify::mentioned(
-        &s.db,
-        &caller,
-        &access,
-        task.workspace_id,
-        "body",
-        &text,
-        "",
-    )
-    .await?;
-    let watchers = task.assignees.iter().copied().chain([task.created_by]);
+    let mentioned = notify::mentioned(&s.db, caller, &access, &origin, "body", &text, "").await?;
     let watchers: Vec<Uuid> = notify::readers_among(&s.db, &origin, watchers)
         .await?
         .into_iter()
@@ -223,9 +291,9 @@ async fn create(
         .collect();
     let row = Row {
         id,
-        workspace_id: task.workspace_id,
-        resource_kind: "task",
-        resource_id: task_id,
+        workspace_id,
+        resource_kind: on.kind(),
+        resource_id: on.id(),
         parent_id: new.parent_id,
         author_id: caller.user_id,
         body: &text,
@@ -233,19 +301,21 @@ async fn create(
     let mut tx = s.db.pool().begin().await.map_err(StoreError::from)?;
     store::comments::insert(&mut tx, &row).await?;
     notify::record_mentions(&mut tx, &origin, "comment", id, &mentioned).await?;
-    let payload = serde_json::json!({ "task_id": task_id, "comment_id": id });
-    notify::enqueue(
-        &mut tx,
-        &origin,
-        kind::TASK_COMMENTED,
-        &watchers,
-        ("comment", id),
-        payload,
-    )
-    .await?;
+    if let Subject::Task(task_id) = on {
+        let payload = serde_json::json!({ "task_id": task_id, "comment_id": id });
+        notify::enqueue(
+            &mut tx,
+            &origin,
+            kind::TASK_COMMENTED,
+            &watchers,
+            ("comment", id),
+            payload,
+        )
+        .await?;
+    }
     tx.commit().await.map_err(StoreError::from)?;
-    let comment = load(&s, id).await?;
-    Ok((StatusCode::CREATED, etag(comment.revision), Json(comment)))
+    let comment = load(s, id).await?;
+    Ok((StatusCode::CREATED, etag(comment.revision), Json(comment)).into_response())
 }
 
 async fn fetch(
@@ -254,7 +324,7 @@ async fn fetch(
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id, "comment")?;
-    authz::authorize(&s.db, &caller, "workspace.read", Resource::Comment(id)).await?;
+    authz::authorize(&s.db, &caller, authz::VISIBLE, Resource::Comment(id)).await?;
     let comment = load(&s, id).await?;
     Ok((etag(comment.revision), Json(comment)))
 }
@@ -267,7 +337,7 @@ async fn edit(
     ApiJson(patch): ApiJson<CommentPatch>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id, "comment")?;
-    let access = authz::authorize(&s.db, &caller, "workspace.read", Resource::Comment(id)).await?;
+    let access = authz::authorize(&s.db, &caller, authz::VISIBLE, Resource::Comment(id)).await?;
     let current = load(&s, id).await?;
     if current.author_id != caller.user_id {
         return Err(ApiError::Forbidden(
@@ -283,13 +353,13 @@ async fn edit(
         org_id: access.org_id,
         workspace_id: current.workspace_id,
         actor_id: caller.user_id,
-        task_id: current.resource_id,
+        subject: Subject::of(&current.resource_kind, current.resource_id),
     };
     let mentioned = notify::mentioned(
         &s.db,
         &caller,
         &access,
-        current.workspace_id,
+        &origin,
         "body",
         &text,
         &current.body,
@@ -312,7 +382,7 @@ async fn remove(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "comment")?;
-    let access = authz::authorize(&s.db, &caller, "workspace.read", Resource::Comment(id)).await?;
+    let access = authz::authorize(&s.db, &caller, authz::VISIBLE, Resource::Comment(id)).await?;
     let current = load(&s, id).await?;
     if current.author_id != caller.user_id && !access.allows("comment.moderate") {
         return Err(ApiError::Forbidden(
@@ -335,7 +405,7 @@ async fn history(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<CommentEdit>>, ApiError> {
     let id = parse_id(&id, "comment")?;
-    authz::authorize(&s.db, &caller, "workspace.read", Resource::Comment(id)).await?;
+    authz::authorize(&s.db, &caller, authz::VISIBLE, Resource::Comment(id)).await?;
     Ok(Json(store::comments::edits(&s.db, id).await?))
 }
 

@@ -18,6 +18,11 @@
 //! (206; 416 with `Content-Range: bytes */len` when it selects nothing) and `If-Range`
 //! (the content `ETag`, `"<sha256>"`).
 //!
+//! **Comments** on a file (`/files/{id}/comments`) behave as on a task (see
+//! [`super::comments`]): reading the file lets one read them, `comment.create` on the
+//! file (from the workspace's role) lets one write them, and mentions reach readers
+//! of the file only.
+//!
 //! **Permissions**: the workspace's (`workspace.read` to read, `file.create`,
 //! `file.update`, `file.delete`, `file.share`) plus the file's shares
 //! ([`crate::authz::share_permissions`]), through [`authz::authorize`]. What a caller
@@ -76,7 +81,7 @@ pub(super) fn routes() -> Api {
                 op(Method::GET, "Fetch a file's metadata; ETag in the response").res(200, "File"),
                 op(
                     Method::DELETE,
-                    "Delete a file, its versions and shares (file.delete)",
+                    "Delete a file, its versions, shares and comments (file.delete)",
                 )
                 .if_match(false)
                 .empty(204),

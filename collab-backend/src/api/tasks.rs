@@ -33,7 +33,7 @@ use crate::auth::Caller;
 use crate::authz::{self, Resource};
 use crate::domain::{ValidationError, task as rules};
 use crate::error::ApiError;
-use crate::notify::{self, Origin};
+use crate::notify::{self, Origin, Subject};
 use crate::outbox::kind;
 use crate::store::{self, tasks::Filter, tasks::Task};
 use crate::timestamp;
@@ -307,7 +307,7 @@ async fn create(
     let origin = origin(&access, &caller, &task);
     let text = mention_text(&task);
     let mentioned =
-        notify::mentioned(&s.db, &caller, &access, ws, "description", &text, "").await?;
+        notify::mentioned(&s.db, &caller, &access, &origin, "description", &text, "").await?;
     let assigned = notify::readers_among(&s.db, &origin, task.assignees.clone()).await?;
     let mut tx = s.db.pool().begin().await.map_err(store::StoreError::from)?;
     store::tasks::insert(&mut tx, &task).await?;
@@ -331,7 +331,7 @@ fn origin(access: &authz::Access, caller: &Caller, task: &Task) -> Origin {
         org_id: access.org_id,
         workspace_id: task.workspace_id,
         actor_id: caller.user_id,
-        task_id: task.id,
+        subject: Subject::Task(task.id),
     }
 }
 
@@ -394,7 +394,7 @@ async fn update(
         &s.db,
         &caller,
         &access,
-        task.workspace_id,
+        &origin,
         "description",
         &mention_text(&task),
         &mention_text(&current),

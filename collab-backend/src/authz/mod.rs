@@ -50,7 +50,8 @@ pub enum Resource {
     Workspace(Uuid),
     /// A task: the grants of its workspace apply.
     Task(Uuid),
-    /// A comment: the grants of its workspace apply.
+    /// A comment: what applies to its task (its workspace's grants) or its file (the
+    /// workspace's grants and the file's shares; see [`visible`]).
     Comment(Uuid),
     /// A file: the grants of its workspace apply, plus its shares (see [`share_permissions`]).
     File(Uuid),
@@ -121,6 +122,13 @@ pub async fn visible(
     caller: &Caller,
     resource: Resource,
 ) -> Result<Option<Access>, StoreError> {
+    // A comment on a file is seen by whoever sees the file, holding what they hold there.
+    if let Resource::Comment(id) = resource
+        && let Some((kind, file)) = store::comments::resource_of(db, id).await?
+        && kind == "file"
+    {
+        return Box::pin(visible(db, caller, Resource::File(file))).await;
+    }
     let Some((org_id, workspace_id, chain)) = locate(db, resource).await? else {
         return Ok(None);
     };
@@ -185,15 +193,24 @@ pub async fn can_read_workspace(
     org_id: Uuid,
     workspace_id: Uuid,
 ) -> Result<bool, StoreError> {
+    can_read(db, user_id, org_id, Resource::Workspace(workspace_id)).await
+}
+
+/// Whether user `user_id` of `org_id` can see `resource` (for a file: read it, through
+/// its workspace or a share).
+pub async fn can_read(
+    db: &Db,
+    user_id: Uuid,
+    org_id: Uuid,
+    resource: Resource,
+) -> Result<bool, StoreError> {
     let reader = Caller {
         user_id,
         org_id,
         username: String::new(),
         token_id: None,
     };
-    Ok(visible(db, &reader, Resource::Workspace(workspace_id))
-        .await?
-        .is_some())
+    Ok(visible(db, &reader, resource).await?.is_some())
 }
 
 /// Every user holding `workspace.read` on workspace `workspace_id` (through any grant

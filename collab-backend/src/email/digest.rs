@@ -69,6 +69,10 @@ pub(super) async fn describe(
         Some(id) => store::tasks::get(db, id).await?,
         None => None,
     };
+    let file = match Uuid::parse_str(&field("file_id")).ok() {
+        Some(id) => store::files::get(db, id).await?,
+        None => None,
+    };
     let mut text = String::new();
     if event.resource_type == "comment" {
         if let Some(comment) = store::comments::get(db, event.resource_id).await?
@@ -84,11 +88,15 @@ pub(super) async fn describe(
     Ok(Item {
         kind: event.kind.clone(),
         actor: actor.unwrap_or_else(|| "AI Stack".to_owned()),
-        task: task.map(|t| t.title).unwrap_or_else(|| field("title")),
+        // A mention in a comment on a file names the file where a task's title goes.
+        task: task
+            .map(|t| t.title)
+            .or_else(|| file.as_ref().map(|f| f.name.clone()))
+            .unwrap_or_else(|| field("title")),
         excerpt: excerpt(&text),
         from: field("from"),
         to: field("to"),
-        file: field("name"),
+        file: file.map(|f| f.name).unwrap_or_else(|| field("name")),
         due: field("due_at"),
         link: format!(
             "{}{}",

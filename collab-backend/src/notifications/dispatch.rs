@@ -77,7 +77,16 @@ async fn handle(
     let user = event.recipient_id;
     // Read before the transaction, which then only writes (a SQLite read transaction
     // upgraded to a write can fail at once under concurrent writers).
-    let wanted = authz::can_read_workspace(db, user, event.org_id, event.workspace_id).await?
+    // File events (`file_id` in the payload) reach readers of the file, who may hold it
+    // through a share without reading its workspace.
+    let file = event.payload["file_id"]
+        .as_str()
+        .and_then(|id| Uuid::parse_str(id).ok());
+    let readable = match file {
+        Some(file) => authz::can_read(db, user, event.org_id, authz::Resource::File(file)).await?,
+        None => authz::can_read_workspace(db, user, event.org_id, event.workspace_id).await?,
+    };
+    let wanted = readable
         && store::preferences::wants(db, user, event.workspace_id, &event.kind, "in_app").await?;
     let mail = match mailer {
         Some(mailer) if wanted => email::plan(db, &mailer.options, event).await?,

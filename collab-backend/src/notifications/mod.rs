@@ -26,7 +26,7 @@ use crate::Db;
 use crate::store::StoreError;
 
 /// The notification kinds users can set preferences for: the [`outbox`](crate::outbox)
-/// kinds, plus `file.shared` and `task.due_soon`, which no event produces yet.
+/// kinds, plus `task.due_soon`, which no event produces yet.
 pub const KINDS: [&str; 6] = [
     "mention",
     "task.assigned",

@@ -21,9 +21,9 @@ pub struct Comment {
     pub id: Uuid,
     /// The workspace of the resource it is on.
     pub workspace_id: Uuid,
-    /// What it is on: `task` (files will add `file`).
+    /// What it is on: `task` or `file`.
     pub resource_kind: String,
-    /// The id of the task it is on.
+    /// The id of the task or file it is on.
     pub resource_id: Uuid,
     /// The top-level comment this one replies to; null for a top-level comment.
     pub parent_id: Option<Uuid>,
@@ -177,6 +177,46 @@ pub async fn workspace_of(db: &Db, id: Uuid) -> Result<Option<Uuid>, StoreError>
     row.as_ref()
         .map(|row| uuid_at(row, "workspace_id"))
         .transpose()
+}
+
+/// What comment `id` is on: its `resource_kind` and `resource_id`.
+pub async fn resource_of(db: &Db, id: Uuid) -> Result<Option<(String, Uuid)>, StoreError> {
+    let row = sqlx::query("SELECT resource_kind, resource_id FROM comments WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref()
+        .map(|row| Ok((row.try_get("resource_kind")?, uuid_at(row, "resource_id")?)))
+        .transpose()
+}
+
+/// Deletes every comment on one resource (`kind`, `resource_id`) with their edits,
+/// reactions and remembered mentions, inside the caller's transaction (the resource's
+/// own deletion).
+pub async fn delete_on(
+    tx: &mut sqlx::AnyConnection,
+    kind: &str,
+    resource_id: Uuid,
+) -> Result<(), StoreError> {
+    let comments = "SELECT id FROM comments WHERE resource_kind = $1 AND resource_id = $2";
+    let statements = [
+        format!("DELETE FROM reactions WHERE comment_id IN ({comments})"),
+        format!("DELETE FROM comment_edits WHERE comment_id IN ({comments})"),
+        format!("DELETE FROM mentions WHERE source_kind = 'comment' AND source_id IN ({comments})"),
+        // Replies first: they reference their parent comment.
+        "DELETE FROM comments WHERE resource_kind = $1 AND resource_id = $2 \
+         AND parent_id IS NOT NULL"
+            .to_owned(),
+        "DELETE FROM comments WHERE resource_kind = $1 AND resource_id = $2".to_owned(),
+    ];
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(kind)
+            .bind(resource_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The comment `id`.

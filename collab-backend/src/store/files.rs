@@ -234,7 +234,7 @@ pub async fn version(
     row.as_ref().map(decode_version).transpose()
 }
 
-/// Deletes file `id` with its versions and shares if its version is still `expected`
+/// Deletes file `id` with its versions, shares and comments if its version is still `expected`
 /// (when given); the storage objects it referenced (for the caller to remove), or
 /// `None` when it changed or is gone.
 pub async fn delete(
@@ -261,6 +261,7 @@ pub async fn delete(
         .iter()
         .map(|row| uuid_at(row, "object_id"))
         .collect::<Result<Vec<_>, _>>()?;
+    super::comments::delete_on(&mut tx, "file", id).await?;
     for sql in [
         "DELETE FROM file_shares WHERE file_id = $1",
         "DELETE FROM file_versions WHERE file_id = $1",
@@ -279,7 +280,10 @@ pub async fn delete(
 ///
 /// # Errors
 /// [`StoreError::Conflict`] when the file is already shared with that target.
-pub async fn insert_share(db: &Db, share: &FileShare) -> Result<(), StoreError> {
+pub async fn insert_share(
+    tx: &mut sqlx::AnyConnection,
+    share: &FileShare,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO file_shares (id, file_id, target_kind, target_id, access, reshare, \
          granted_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -292,7 +296,7 @@ pub async fn insert_share(db: &Db, share: &FileShare) -> Result<(), StoreError> 
     .bind(i64::from(share.reshare))
     .bind(share.granted_by.to_string())
     .bind(&share.created_at)
-    .execute(db.pool())
+    .execute(tx)
     .await?;
     Ok(())
 }

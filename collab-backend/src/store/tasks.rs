@@ -172,19 +172,10 @@ pub async fn has_subtasks(db: &Db, id: Uuid) -> Result<bool, StoreError> {
 /// edits, reactions and remembered mentions, if its revision is still `expected` (when
 /// given); false otherwise. Outbox events stay: they are history.
 pub async fn delete(db: &Db, id: Uuid, expected: Option<i64>) -> Result<bool, StoreError> {
-    let comments = "SELECT id FROM comments WHERE resource_kind = 'task' AND resource_id = $1";
     let statements = [
-        format!("DELETE FROM reactions WHERE comment_id IN ({comments})"),
-        format!("DELETE FROM comment_edits WHERE comment_id IN ({comments})"),
-        format!("DELETE FROM mentions WHERE source_kind = 'comment' AND source_id IN ({comments})"),
-        "DELETE FROM mentions WHERE source_kind = 'task' AND source_id = $1".to_owned(),
-        // Replies first: they reference their parent comment.
-        "DELETE FROM comments WHERE resource_kind = 'task' AND resource_id = $1 \
-         AND parent_id IS NOT NULL"
-            .to_owned(),
-        "DELETE FROM comments WHERE resource_kind = 'task' AND resource_id = $1".to_owned(),
-        "DELETE FROM task_assignees WHERE task_id = $1".to_owned(),
-        "DELETE FROM tasks WHERE id = $1".to_owned(),
+        "DELETE FROM mentions WHERE source_kind = 'task' AND source_id = $1",
+        "DELETE FROM task_assignees WHERE task_id = $1",
+        "DELETE FROM tasks WHERE id = $1",
     ];
     let mut tx = db.pool().begin().await?;
     // Claims the row first (and takes the write lock), so a concurrent update either
@@ -199,8 +190,9 @@ pub async fn delete(db: &Db, id: Uuid, expected: Option<i64>) -> Result<bool, St
     if claimed.rows_affected() == 0 {
         return Ok(false);
     }
+    super::comments::delete_on(&mut tx, "task", id).await?;
     for sql in statements {
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query(sql)
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;

@@ -762,6 +762,8 @@ const FILE_FAMILY: &[(&str, &str)] = &[
     ("GET", "/api/v1/files/{id}/shares"),
     ("POST", "/api/v1/files/{id}/shares"),
     ("DELETE", "/api/v1/files/{id}/shares/{share_id}"),
+    ("GET", "/api/v1/files/{id}/comments"),
+    ("POST", "/api/v1/files/{id}/comments"),
 ];
 
 async fn file_routes_are_404_across_workspaces(app: TestApp) {
@@ -792,8 +794,40 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
             )
             .await,
     );
+    let remark = created(
+        &http
+            .json_as(
+                &w.owner,
+                "POST",
+                &format!("/api/v1/files/{fid}/comments"),
+                json!({ "body": "a secret remark" }),
+            )
+            .await,
+    );
+    // The comment's own routes answer for a file's comment as for the file.
+    let cid = id(&remark);
+    let comment_routes = [
+        ("GET", format!("/api/v1/comments/{cid}")),
+        ("PATCH", format!("/api/v1/comments/{cid}")),
+        ("DELETE", format!("/api/v1/comments/{cid}")),
+        ("GET", format!("/api/v1/comments/{cid}/edits")),
+        ("POST", format!("/api/v1/comments/{cid}/reactions")),
+        ("DELETE", format!("/api/v1/comments/{cid}/reactions/x")),
+    ];
     let rival = app.owner("rival").await;
     for stranger in [&rival, &w.olga] {
+        for (method, uri) in &comment_routes {
+            let body = match *method {
+                "PATCH" => Some(json!({ "body": "x" }).to_string().into_bytes()),
+                "POST" => Some(json!({ "emoji": "x" }).to_string().into_bytes()),
+                _ => None,
+            };
+            let headers = [("content-type", "application/json"), ("if-match", "*")];
+            let got = http.call(stranger, method, uri, body, &headers).await;
+            got.assert_error(StatusCode::NOT_FOUND, "not_found");
+            let text = String::from_utf8_lossy(&got.bytes);
+            assert!(!text.contains("secret"), "{method} {uri}: {text}");
+        }
         for (method, template) in FILE_FAMILY {
             let uri = template
                 .replace("/workspaces/{id}", &format!("/workspaces/{}", w.ws))
@@ -806,6 +840,9 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
                         .to_string()
                         .into_bytes(),
                 ),
+                "POST" if uri.ends_with("/comments") => {
+                    Some(json!({ "body": "intruder" }).to_string().into_bytes())
+                }
                 "POST" => Some(b"intruder".to_vec()),
                 _ => None,
             };
@@ -840,4 +877,19 @@ async fn file_routes_are_404_across_workspaces(app: TestApp) {
         .call(&w.owner, "GET", &format!("/api/v1/files/{fid}"), None, &[])
         .await;
     assert_eq!(meta.json()["version"], 1);
+    let comments = http
+        .call(
+            &w.owner,
+            "GET",
+            &format!("/api/v1/files/{fid}/comments"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(comments.json()["items"].as_array().map(Vec::len), Some(1));
+    let item = &comments.json()["items"][0];
+    assert_eq!(
+        (&item["body"], &item["reactions"]),
+        (&json!("a secret remark"), &json!([]))
+    );
 }

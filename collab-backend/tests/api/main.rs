@@ -28,6 +28,7 @@ mod authz;
 mod comments;
 mod database;
 mod errors;
+mod file_comments;
 mod files;
 mod health;
 mod listing;

@@ -27,6 +27,7 @@ on_both_dialects!(
     unreadable_mentions_notify_nobody,
     others_notifications_are_not_found,
     dispatch_rechecks_access_and_preferences,
+    file_events_reach_a_share_holder,
 );
 
 async fn mentions_fill_the_center(app: TestApp) {
@@ -138,6 +139,55 @@ async fn mentions_fill_the_center(app: TestApp) {
         .post(&w.gus, &format!("{uri}/read"), json!({}))
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+/// olga reads no workspace: a file shared with her, and a mention in a comment on it,
+/// still reach her center and socket, linking to what she can open.
+async fn file_events_reach_a_share_holder(app: TestApp) {
+    let w = world(&app).await;
+    let file = crate::file_comments::uploaded(&app, &w.mia, &w.ws, "plan.txt").await;
+    let served = Served::start(&app).await;
+    let mut olga_ws = served.ws_with_ticket(&w.olga, 0).await;
+    let shares = format!("/api/v1/files/{file}/shares");
+    let shared = served
+        .post(
+            &w.mia,
+            &shares,
+            json!({ "user_id": w.olga.id, "access": "read" }),
+        )
+        .await;
+    assert_eq!(shared.status, StatusCode::CREATED, "{}", shared.body);
+    let n1 = pushed(&mut olga_ws, 1).await;
+    assert_eq!(n1["kind"], "file.shared");
+    assert_eq!(n1["resource_type"], "file");
+    assert_eq!(n1["link"], format!("/api/v1/files/{file}"));
+    assert_eq!(
+        n1["payload"],
+        json!({ "file_id": file, "name": "plan.txt", "access": "read" })
+    );
+    let linked = served
+        .get(&w.olga, n1["link"].as_str().expect("link"))
+        .await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+
+    let uri = format!("/api/v1/files/{file}/comments");
+    let c = served
+        .post(&w.mia, &uri, json!({ "body": "@olga have a look" }))
+        .await;
+    assert_eq!(c.status, StatusCode::CREATED, "{}", c.body);
+    let n2 = pushed(&mut olga_ws, 2).await;
+    assert_eq!(
+        (&n2["kind"], &n2["resource_id"]),
+        (&json!("mention"), &c.body["id"])
+    );
+    let linked = served
+        .get(&w.olga, n2["link"].as_str().expect("link"))
+        .await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    assert_eq!(linked.body["body"], "@olga have a look");
+    let list = items(&served.get(&w.olga, "/api/v1/notifications").await);
+    assert_eq!(ids(&list), [id(&n2), id(&n1)]);
+    served.stop().await;
 }
 
 async fn unreadable_mentions_notify_nobody(app: TestApp) {

@@ -1,5 +1,6 @@
 //! Shares of one file with a user or another workspace (see [`crate::authz`]'s
-//! `shares` module for what they grant), audited, and the caller's shared files.
+//! `shares` module for what they grant), audited, and the caller's shared files. A
+//! share with a user queues a `file.shared` event for them in the same transaction.
 
 use axum::Json;
 use axum::extract::State;
@@ -16,6 +17,8 @@ use crate::auth::Caller;
 use crate::authz::{self, Resource};
 use crate::domain::ValidationError;
 use crate::error::ApiError;
+use crate::notify::{self, Origin, Subject};
+use crate::outbox::kind;
 use crate::store::{self, StoreError, files::File, files::FileShare};
 use crate::timestamp;
 
@@ -123,6 +126,7 @@ async fn create(
         ));
     }
     let (kind, target_id) = target(&s, access.org_id, &body).await?;
+    let file = super::load(&s, id).await?;
     let share = FileShare {
         id: Uuid::now_v7(),
         file_id: id,
@@ -133,7 +137,8 @@ async fn create(
         granted_by: caller.user_id,
         created_at: timestamp::format(timestamp::now()),
     };
-    store::files::insert_share(&s.db, &share)
+    let mut tx = s.db.pool().begin().await.map_err(StoreError::from)?;
+    store::files::insert_share(&mut tx, &share)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -141,6 +146,29 @@ async fn create(
             }
             other => other.into(),
         })?;
+    // A user share tells its recipient (in the share's transaction); a workspace share
+    // tells nobody: its readers find it under /shared-files.
+    if kind == "user" && target_id != caller.user_id {
+        let origin = Origin {
+            org_id: access.org_id,
+            workspace_id: file.workspace_id,
+            actor_id: caller.user_id,
+            subject: Subject::File(id),
+        };
+        let payload = serde_json::json!({
+            "file_id": id, "name": file.name, "access": share.access,
+        });
+        notify::enqueue(
+            &mut tx,
+            &origin,
+            kind::FILE_SHARED,
+            &[target_id],
+            ("file", id),
+            payload,
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(StoreError::from)?;
     let detail = serde_json::json!({
         "file_id": id, "target_kind": kind, "target_id": target_id,
         "access": share.access, "reshare": share.reshare,

@@ -25,6 +25,7 @@ on_both_dialects!(
     unsubscribe_links_confirm_on_post_only,
     a_claimed_email_is_sent_after_a_crash,
     admins_preview_templates,
+    a_file_share_emails_its_recipient,
 );
 
 pub const PUBLIC: &str = "http://gateway.test";
@@ -567,5 +568,41 @@ async fn admins_preview_templates(app: TestApp) {
         )
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_query");
+    served.stop().await;
+}
+
+/// olga reads no workspace; the file shared with her is named in the email, which links
+/// to the file.
+async fn a_file_share_emails_its_recipient(mut app: TestApp) {
+    let sink = SmtpSink::start().await;
+    app.options.email = Some(options_for(&sink));
+    let w = world(&app).await;
+    let file = crate::file_comments::uploaded(&app, &w.mia, &w.ws, "q3 <plan>.txt").await;
+    let served = Served::start(&app).await;
+    prefer(&served, &w.olga, json!({ "email": "olga@example.test" })).await;
+    let shares = format!("/api/v1/files/{file}/shares");
+    let shared = served
+        .post(
+            &w.mia,
+            &shares,
+            json!({ "user_id": w.olga.id, "access": "read" }),
+        )
+        .await;
+    assert_eq!(shared.status, StatusCode::CREATED, "{}", shared.body);
+    let got = sink.wait_for(1, DEADLINE).await;
+    let mail = parse(&got[0]);
+    assert_eq!(mail.recipients, ["olga@example.test"]);
+    assert_eq!(mail.subject, "mia shared “q3 <plan>.txt” with you");
+    assert!(
+        mail.text.contains("mia shared \"q3 <plan>.txt\" with you."),
+        "{}",
+        mail.text
+    );
+    let link = format!("{PUBLIC}/api/v1/files/{file}");
+    assert!(
+        mail.text.contains(&link) && mail.html.contains(&link),
+        "{}",
+        mail.text
+    );
     served.stop().await;
 }
