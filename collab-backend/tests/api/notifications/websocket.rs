@@ -161,6 +161,20 @@ async fn websocket_closes_when_its_token_is_revoked(mut app: TestApp) {
     let unused = minted.body["ticket"].as_str().expect("ticket").to_owned();
     let mut mia_ws = served.ws(Some(&w.mia), "").await;
     assert_eq!(next(&mut mia_ws).await, count_message(0));
+    // mia's socket is read all along (reading answers the pings, so silence never closes
+    // it): it must see ten pings, well past gus's sign-out, and never a close.
+    let mia_reader = tokio::spawn(async move {
+        let mut pings = 0;
+        while pings < 10 {
+            let message = tokio::time::timeout(DEADLINE, mia_ws.next())
+                .await
+                .expect("a ping within the deadline")
+                .expect("open")
+                .expect("frame");
+            assert!(matches!(message, Message::Ping(_)), "{message:?}");
+            pings += 1;
+        }
+    });
 
     let signed_out = served
         .post(&w.gus, "/api/v1/auth/sign-out", json!({}))
@@ -183,15 +197,8 @@ async fn websocket_closes_when_its_token_is_revoked(mut app: TestApp) {
         )
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
-    // mia's token is live: her socket keeps getting pings past several heartbeats.
-    for _ in 0..5 {
-        let message = tokio::time::timeout(DEADLINE, mia_ws.next())
-            .await
-            .expect("a ping within the deadline")
-            .expect("open")
-            .expect("frame");
-        assert!(matches!(message, Message::Ping(_)), "{message:?}");
-    }
+    // mia's token is live: her socket kept getting pings past several heartbeats.
+    mia_reader.await.expect("mia's socket stayed open");
 }
 
 /// Reads until the server's close frame, which must be 1008 (policy violation).
