@@ -302,8 +302,10 @@ fn update<T>(key: &str, mut change: impl FnMut(&mut Circuit) -> (bool, T)) -> Op
     None
 }
 
-/// Logs a transition and moves the gauge (only the VM whose write landed gets here).
+/// Moves the gauge and logs a transition (only the VM whose write landed gets here). The
+/// gauge first: whoever sees the log line then reads the new state on `/metrics`.
 fn announce(route: &Route, t: &Transition) {
+    set_gauge(route, t.to);
     log(
         LogLevel::Info,
         &format!(
@@ -315,7 +317,6 @@ fn announce(route: &Route, t: &Transition) {
             t.reason
         ),
     );
-    set_gauge(route, t.to);
 }
 
 fn set_gauge(route: &Route, phase: circuit::Phase) {
