@@ -1,5 +1,6 @@
-//! In-memory tests of the collaboration API (`tower::ServiceExt::oneshot` on the
-//! router), each case run against SQLite in a temp dir and against PostgreSQL.
+//! Tests of the collaboration API over real HTTP (each test's router served on a
+//! loopback port, see `support.rs`), each case run against SQLite in a temp dir and
+//! against PostgreSQL.
 //!
 //! Tests that need PostgreSQL (127.0.0.1:5432, user postgres, trust auth) have
 //! `postgres` in their name, so the test command can skip them by name when no server

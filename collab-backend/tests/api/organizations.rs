@@ -3,7 +3,6 @@
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
 use serde_json::json;
-use tower::ServiceExt;
 
 use crate::support::{TestApp, request};
 
@@ -204,21 +203,19 @@ async fn organization_survives_reconnect(mut app: TestApp) {
     assert_eq!(list.body["items"], json!([created]));
 }
 
-/// Writers contend (SQLite: one writer at a time, waiting on the busy timeout).
+/// Writers contend (SQLite: one writer at a time, waiting on the busy timeout): 16
+/// concurrent requests over as many connections.
 async fn concurrent_creates_all_succeed(app: TestApp) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..16 {
-        let router = aistack_collab::router(app.db.clone());
+    let creates = (0..16).map(|i| {
         let body = json!({ "name": format!("Parallel {i}") }).to_string();
         let post = request(Method::POST, "/api/v1/organizations")
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body))
             .expect("request");
-        tasks.spawn(async move { router.oneshot(post).await.map(|r| r.status()) });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let status = joined.expect("task").expect("infallible router");
-        assert_eq!(status, StatusCode::CREATED);
+        app.send(post)
+    });
+    for response in futures_util::future::join_all(creates).await {
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
     }
     let list = app.get("/api/v1/organizations?limit=200").await;
     assert_eq!(list.body["items"].as_array().map(Vec::len), Some(16));

@@ -1,6 +1,8 @@
 //! Test harness: a fresh database per test (SQLite file in a temp dir, or a PostgreSQL
 //! database created for the test and dropped `WITH (FORCE)` when it ends, pass or fail),
-//! and helpers to drive the router in memory.
+//! and helpers to drive the API over real HTTP: every request goes through a TCP socket
+//! to the backend's router served by axum on a loopback port (the same router the
+//! product serves, without the background dispatcher, which tests run when they mean to).
 
 use aistack_collab::{BackendOptions, Db, router_with};
 use axum::body::Body;
@@ -9,7 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
-use tower::ServiceExt;
+use tokio::sync::Mutex;
 
 /// The PostgreSQL server tests use; each test gets its own database on it.
 pub const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -20,8 +22,23 @@ pub struct TestApp {
     pub url: String,
     pub options: BackendOptions,
     _files: tempfile::TempDir,
+    /// The served router (address, the options it was built with, its task), started on
+    /// the first request and again whenever a test has changed `options` since.
+    server: Mutex<Option<Server>>,
     // Declared last: dropped after `db`, so the database outlives the pool.
     pub storage: Storage,
+}
+
+struct Server {
+    address: std::net::SocketAddr,
+    options: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub enum Storage {
@@ -42,6 +59,7 @@ impl TestApp {
             url,
             options,
             _files,
+            server: Mutex::new(None),
             storage: Storage::Sqlite(dir),
         }
     }
@@ -59,6 +77,7 @@ impl TestApp {
             url,
             options,
             _files,
+            server: Mutex::new(None),
             storage: Storage::Postgres(database),
         }
     }
@@ -67,21 +86,49 @@ impl TestApp {
     pub async fn reconnect(&mut self) {
         self.db.close().await;
         self.db = Db::connect(&self.url).await.expect("reconnect");
+        // The served router held the old pool: serve the new one from the next request.
+        *self.server.get_mut() = None;
     }
 
-    pub async fn send(&self, request: Request<Body>) -> TestResponse {
-        let response = router_with(self.db.clone(), self.options.clone())
-            .oneshot(request)
+    /// Where the router is served for the current `options` (started if needed).
+    async fn address(&self) -> std::net::SocketAddr {
+        let wanted = format!("{:?}", self.options);
+        let mut server = self.server.lock().await;
+        if let Some(s) = server.as_ref().filter(|s| s.options == wanted) {
+            return s.address;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("the router is infallible");
+            .expect("bind a loopback port");
+        let address = listener.local_addr().expect("local address");
+        let router = router_with(self.db.clone(), self.options.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        *server = Some(Server {
+            address,
+            options: wanted,
+            task,
+        });
+        address
+    }
+
+    /// Sends `request` over HTTP/1.1 to the served router and reads the whole answer.
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let address = self.address().await;
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.expect("read request body").to_bytes();
+        let url = format!("http://{address}{}", parts.uri);
+        let response = http_client()
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await
+            .expect("the served router answers");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("read response body")
-            .to_bytes();
+        let bytes = response.bytes().await.expect("read response body");
         let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 response body");
         let body = if text.is_empty() {
             Value::Null
@@ -122,6 +169,18 @@ impl TestApp {
         assert_eq!(response.status, StatusCode::CREATED, "{:?}", response.body);
         response.body
     }
+}
+
+/// One HTTP client for every test (its connection pool is per served address).
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            // Tests set exactly the headers they mean; no compression or redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client")
+    })
 }
 
 fn test_options() -> (BackendOptions, tempfile::TempDir) {
