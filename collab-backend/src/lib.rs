@@ -4,8 +4,8 @@
 //!
 //! Start with [`Db::connect`] (opens the pool, runs the migrations), then [`serve`] it
 //! (options from the environment) or [`serve_with`] explicit [`BackendOptions`], or build
-//! the [`router_with`] and serve it yourself (as the tests do, on a loopback port). The OpenAPI 3.1 document
-//! of every route is served at `/api/v1/openapi.json`.
+//! the [`router_with`] and serve it yourself (as the tests do, on a loopback port). The
+//! OpenAPI 3.1 document of every route is served at `/api/v1/openapi.json`.
 //!
 //! **Identity** (see [`auth`]): sign-in checks an argon2id password hash and issues an
 //! opaque session token (32 random bytes, `aist_s_…`, 12 h); users also create personal
