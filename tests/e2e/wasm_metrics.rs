@@ -45,13 +45,18 @@ async fn plugin_metrics_are_exported_and_foreign_functions_answer() {
         // Read back with get_metric: one series for every VM of the plugin.
         assert_eq!(seen(&e, "x-requests"), i.to_string());
     }
-    let text = metrics(&gw).await;
+    // The filter lowers its in-flight gauge in `on_log`, which runs after the response
+    // was sent: wait (bounded) until the last request's log phase has run.
+    let in_flight = "aistack_plugin_in_flight{plugin=\"conf-metrics\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut text = metrics(&gw).await;
+    while sample(&text, in_flight) != "0" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        text = metrics(&gw).await;
+    }
+    assert_eq!(sample(&text, in_flight), "0", "{text}");
     let counter = "aistack_plugin_requests_total{filter=\"conf\",plugin=\"conf-metrics\"}";
     assert_eq!(sample(&text, counter), "5", "{text}");
-    assert_eq!(
-        sample(&text, "aistack_plugin_in_flight{plugin=\"conf-metrics\"}"),
-        "0"
-    );
     assert_eq!(
         sample(
             &text,
