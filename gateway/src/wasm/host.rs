@@ -202,13 +202,9 @@ impl InfoSlot {
         if !matches!(&self.route_name, Some(r) if Arc::ptr_eq(r, &info.route_name)) {
             self.route_name = Some(Arc::clone(&info.route_name));
         }
-        let same_upstream = match (&self.upstream_name, &info.upstream_name) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same_upstream {
-            self.upstream_name = info.upstream_name.clone();
+        if !matches!((&self.upstream_name, &info.upstream_name), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+        {
+            self.upstream_name.clone_from(&info.upstream_name);
         }
         self.client_addr = info.client_addr;
         self.client_ip = info.client_ip.or(info.client_addr.map(|a| a.ip()));
