@@ -121,7 +121,7 @@ async fn metrics(gw: &aistack_e2e::Aistack) -> String {
         .expect("text")
 }
 
-const LIMITS: &str = "  plugins:\n    memory_limit: 8MiB\n    call_deadline: 30ms\n";
+const LIMITS: &str = "  plugins:\n    memory_limit: 8MiB\n    call_deadline: 250ms\n";
 
 const TICKS: &str = concat!(
     "upstreams:\n  echo:\n    targets: [127.0.0.1:{echo}]\n",
@@ -144,7 +144,7 @@ async fn plugin_limits_come_from_the_yaml_and_root_context_faults_are_counted() 
 
     // The limits of `server.plugins` are the ones the VMs run under.
     for (kind, limit) in [
-        ("loop", "exceeded the 30 ms call deadline"),
+        ("loop", "exceeded the 250 ms call deadline"),
         ("alloc", "exceeded its memory limit of 8 MiB"),
     ] {
         let r = client
