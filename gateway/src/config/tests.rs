@@ -30,7 +30,9 @@ const MINIMAL: &str = "upstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  
 #[test]
 fn minimal_config_gets_defaults() {
     let cfg = load(MINIMAL).expect("valid");
-    assert_eq!(cfg.listeners, vec!["0.0.0.0:8080".parse().expect("addr")]);
+    let addresses: Vec<_> = cfg.listeners.iter().map(|l| l.address).collect();
+    assert_eq!(addresses, vec!["0.0.0.0:8080".parse().expect("addr")]);
+    assert!(cfg.listeners[0].tls.is_none());
     assert_eq!(cfg.admin.address.to_string(), "127.0.0.1:9080");
     assert_eq!(cfg.backend.address.to_string(), "127.0.0.1:8081");
     assert_eq!(cfg.database_url, "sqlite:///tmp/data/aistack.db");
