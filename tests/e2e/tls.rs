@@ -331,3 +331,20 @@ fn bad_tls_settings_are_refused_with_file_line_column_and_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_example_config_validates_with_its_certificates_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tls.yaml");
+    std::fs::copy(&example, dir.path().join("tls.yaml")).expect("copy the example");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).expect("mkdir");
+    let ca = Ca::new("example CA");
+    ca.server(&["api.example.test"]).write(&certs, "api");
+    ca.server(&["admin.example.test"]).write(&certs, "admin");
+    for name in ["partners-ca.pem", "internal-ca.pem"] {
+        std::fs::write(certs.join(name), Ca::new(name).pem()).expect("write");
+    }
+    let (status, stdout, stderr) = run_cli(&["validate", "tls.yaml"], dir.path());
+    assert!(status.success(), "{stdout}{stderr}");
+}
