@@ -1,151 +1,26 @@
 //! TLS in the config: listener termination (`listeners[].tls`) and TLS to upstreams
-//! (`upstreams.NAME.tls`), as written and as validated. Certificate, key and CA files are
-//! read and checked here, at load: a missing file, a key that does not belong to its
-//! certificate or an unknown TLS version is a config error at its key, so `aistack
-//! validate` and a reload refuse exactly what the listener could not use.
+//! (`upstreams.NAME.tls`), as written ([`surface`]) and as validated. Certificate, key
+//! and CA files are read and checked here, at load ([`pem`]): a missing file, a key that
+//! does not belong to its certificate or an unknown TLS version is a config error at its
+//! key, so `aistack validate` and a reload refuse exactly what the listener could not use.
 
-use std::fmt;
+mod pem;
+pub mod surface;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::{WrappedX509, parse_x509};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::CertifiedKey;
-use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::error::Diagnostics;
-
-/// `listeners[].tls` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerTlsConf {
-    /// Certificate chains with their keys. The first one is the default (for clients
-    /// that send no SNI name or one no certificate covers); the others are chosen by
-    /// the SNI name, among the DNS names of each certificate.
-    pub certificates: Vec<CertificateConf>,
-    /// Lowest TLS version accepted: `"1.2"` (default) or `"1.3"`.
-    #[serde(default)]
-    pub min_version: Option<Spanned<VersionText>>,
-    /// Offer HTTP/2 through ALPN (`h2`, then `http/1.1`). Default true; restart to change.
-    #[serde(default = "yes")]
-    pub http2: bool,
-    /// Client certificates (mTLS): `{ca: FILE, required: true}`. Default: none asked.
-    #[serde(default)]
-    pub client_auth: Option<ClientAuthConf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateConf {
-    /// PEM file: the certificate, then its intermediates. Relative to the config file.
-    pub cert: Spanned<String>,
-    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1). Relative to the config file.
-    pub key: Spanned<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientAuthConf {
-    /// PEM file of the CA certificates that sign acceptable client certificates.
-    pub ca: Spanned<String>,
-    /// Refuse clients without a certificate (default true); false asks for one but
-    /// also lets clients without one in (a certificate sent is still verified).
-    #[serde(default = "yes")]
-    pub required: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A TLS version as written: a string (`"1.3"`, `TLSv1.3`) or a bare YAML number (`1.3`).
-#[derive(Debug)]
-pub struct VersionText(pub String);
-
-impl<'de> Deserialize<'de> for VersionText {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = VersionText;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a TLS version: \"1.2\" or \"1.3\"")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<VersionText, E> {
-                Ok(VersionText(v.to_owned()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<VersionText, E> {
-                Ok(VersionText(format!("{v:?}")))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<VersionText, E> {
-                Ok(VersionText(v.to_string()))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-/// `upstreams.NAME.tls` as written: `true`/`false`, or a map.
-#[derive(Debug)]
-pub struct UpstreamTlsConf {
-    pub enabled: bool,
-    /// Name sent as SNI and checked against the certificate. Default: the target's host.
-    pub sni: Option<String>,
-    /// Verify the certificate chain and name. Default true; `false` is logged as a
-    /// warning at every load.
-    pub verify: bool,
-    /// PEM file of the CA certificates to trust instead of the system's.
-    pub ca: Option<String>,
-}
-
-impl<'de> Deserialize<'de> for UpstreamTlsConf {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = UpstreamTlsConf;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`true`, `false` or `{sni: NAME, verify: BOOL, ca: FILE}`")
-            }
-            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<UpstreamTlsConf, E> {
-                Ok(UpstreamTlsConf {
-                    enabled: v,
-                    sni: None,
-                    verify: true,
-                    ca: None,
-                })
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                m: A,
-            ) -> Result<UpstreamTlsConf, A::Error> {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Full {
-                    #[serde(default)]
-                    sni: Option<String>,
-                    #[serde(default = "yes")]
-                    verify: bool,
-                    #[serde(default)]
-                    ca: Option<String>,
-                }
-                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
-                Ok(UpstreamTlsConf {
-                    enabled: true,
-                    sni: f.sni,
-                    verify: f.verify,
-                    ca: f.ca,
-                })
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
+use surface::VersionText;
+pub use surface::{ListenerTlsConf, UpstreamTlsConf};
 
 /// The lowest TLS version a listener accepts. The backend (rustls) speaks 1.2 and 1.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -248,7 +123,7 @@ pub(super) fn listener_tls(
     let errors_before = d.error_count();
     let mut certificates = Vec::with_capacity(conf.certificates.len());
     for (j, c) in conf.certificates.iter().enumerate() {
-        if let Some(cert) = server_cert(d, &key(&format!("certificates[{j}]")), c, base_dir) {
+        if let Some(cert) = pem::server_cert(d, &key(&format!("certificates[{j}]")), c, base_dir) {
             if j > 0 && cert.names.is_empty() {
                 d.error(
                     &c.cert.referenced,
@@ -265,7 +140,7 @@ pub(super) fn listener_tls(
         Some(v) => parse_version(d, v, &key("min_version")),
     };
     let client_auth = conf.client_auth.as_ref().and_then(|c| {
-        let roots = read_ca(d, &c.ca, &key("client_auth.ca"), base_dir)?;
+        let roots = pem::read_ca(d, &c.ca, &key("client_auth.ca"), base_dir)?;
         let mut store = rustls::RootCertStore::empty();
         for cert in roots {
             if let Err(e) = store.add(cert) {
@@ -340,149 +215,6 @@ fn parse_version(d: &mut Diagnostics, v: &Spanned<VersionText>, key: &str) -> Tl
     }
 }
 
-fn server_cert(
-    d: &mut Diagnostics,
-    key: &str,
-    c: &CertificateConf,
-    base_dir: &Path,
-) -> Option<ServerCert> {
-    let cert_key = format!("{key}.cert");
-    let key_key = format!("{key}.key");
-    let cert_path = base_dir.join(&c.cert.value);
-    let key_path = base_dir.join(&c.key.value);
-    let chain = read_certs(d, &c.cert, &cert_key, &cert_path);
-    let private = match PrivateKeyDer::from_pem_file(&key_path) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            d.error(
-                &c.key.referenced,
-                &key_key,
-                format!(
-                    "cannot read a PEM private key from {}: {}",
-                    key_path.display(),
-                    pem_error(&e)
-                ),
-            );
-            None
-        }
-    };
-    let (chain, private) = (chain?, private?);
-    let names = match dns_names(&chain[0]) {
-        Ok(names) => names,
-        Err(e) => {
-            d.error(&c.cert.referenced, &cert_key, e);
-            return None;
-        }
-    };
-    let signing = match provider().key_provider.load_private_key(private) {
-        Ok(k) => k,
-        Err(e) => {
-            d.error(
-                &c.key.referenced,
-                &key_key,
-                format!("unusable private key in {}: {e}", key_path.display()),
-            );
-            return None;
-        }
-    };
-    let certified = CertifiedKey::new(chain, signing);
-    if let Err(rustls::Error::InconsistentKeys(_)) = certified.keys_match() {
-        d.error(
-            &c.key.referenced,
-            &key_key,
-            format!(
-                "the key in {} does not belong to the certificate in {}",
-                key_path.display(),
-                cert_path.display()
-            ),
-        );
-        return None;
-    }
-    Some(ServerCert {
-        names,
-        key: Arc::new(certified),
-        cert_path,
-        key_path,
-    })
-}
-
-/// Reads a PEM certificate chain; at least one certificate, each one parseable.
-fn read_certs(
-    d: &mut Diagnostics,
-    at: &Spanned<String>,
-    key: &str,
-    path: &Path,
-) -> Option<Vec<CertificateDer<'static>>> {
-    let certs: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
-        Ok(it) => it.collect(),
-        Err(e) => Err(e),
-    };
-    let message = match certs {
-        Ok(certs) if certs.is_empty() => {
-            format!(
-                "no PEM certificate (`BEGIN CERTIFICATE`) in {}",
-                path.display()
-            )
-        }
-        Ok(certs) => match certs
-            .iter()
-            .position(|c| X509Certificate::from_der(c).is_err())
-        {
-            Some(n) => format!(
-                "certificate {} in {} is not valid X.509",
-                n + 1,
-                path.display()
-            ),
-            None => return Some(certs),
-        },
-        Err(e) => format!(
-            "cannot read PEM certificates from {}: {}",
-            path.display(),
-            pem_error(&e)
-        ),
-    };
-    d.error(&at.referenced, key, message);
-    None
-}
-
-fn read_ca(
-    d: &mut Diagnostics,
-    at: &Spanned<String>,
-    key: &str,
-    base_dir: &Path,
-) -> Option<Vec<CertificateDer<'static>>> {
-    read_certs(d, at, key, &base_dir.join(&at.value))
-}
-
-fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-        rustls::pki_types::pem::Error::NoItemsFound => "no such PEM section".to_owned(),
-        other => format!("{other:?}"),
-    }
-}
-
-/// The DNS names of a certificate's subjectAltName, lower-cased.
-fn dns_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, String> {
-    let (_, parsed) = X509Certificate::from_der(cert)
-        .map_err(|e| format!("not a valid X.509 certificate: {e}"))?;
-    let san = parsed
-        .subject_alternative_name()
-        .map_err(|e| format!("invalid subjectAltName: {e}"))?;
-    Ok(san
-        .map(|ext| {
-            ext.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default())
-}
-
 /// Validates `upstreams.NAME.tls`; `None` for plaintext.
 pub(super) fn upstream_tls(
     d: &mut Diagnostics,
@@ -511,7 +243,7 @@ pub(super) fn upstream_tls(
             referenced: conf.referenced,
             defined: conf.defined,
         };
-        let certs = read_certs(d, &at, &format!("{key}.ca"), &path)?;
+        let certs = pem::read_certs(d, &at, &format!("{key}.ca"), &path)?;
         let wrapped: Vec<WrappedX509> = certs
             .into_iter()
             .map(|c| WrappedX509::new(c.to_vec(), parse_x509))
