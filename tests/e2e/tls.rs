@@ -348,3 +348,31 @@ fn the_example_config_validates_with_its_certificates_in_place() {
     let (status, stdout, stderr) = run_cli(&["validate", "tls.yaml"], dir.path());
     assert!(status.success(), "{stdout}{stderr}");
 }
+
+#[tokio::test]
+async fn certificate_files_changed_on_disk_are_picked_up_by_the_watcher() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("server CA");
+    ca.server(&["a.test"]).write(dir.path(), "a");
+    let port = free_port();
+    let text = config(&tls_listener(port, &["a"], ""), "")
+        .replace("  watch: false\n", "  watch_interval: 100ms\n");
+    let _gw = start(dir.path(), &text).await;
+    wait_for_port(port, Instant::now() + Duration::from_secs(30)).await;
+    let client = Client::trusting(&ca);
+
+    let renewed = ca.server(&["a.test"]);
+    renewed.write(dir.path(), "a");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stream = client.connect(port, "a.test").await.expect("connect");
+        if peer_cert(&stream) == renewed.der {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
