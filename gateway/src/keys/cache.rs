@@ -102,25 +102,29 @@ impl KeyCache {
     /// one in constant time. A revoked or expired key is only reported as such when the
     /// secret matched (a guess learns nothing).
     pub fn lookup(&self, presented: &str, now_ms: i64) -> Lookup {
+        self.lookup_with(presented, now_ms, |verdict, entry| Lookup {
+            verdict,
+            entry: entry.cloned(),
+        })
+    }
+
+    /// [`lookup`](Self::lookup) without copying the entry: `f` sees the verdict and, for
+    /// a valid key, the entry as the cache holds it.
+    pub fn lookup_with<R>(
+        &self,
+        presented: &str,
+        now_ms: i64,
+        f: impl FnOnce(Verdict, Option<&Entry>) -> R,
+    ) -> R {
         let guard = self.0.load();
         let Some(cache) = guard.as_ref() else {
-            return Lookup {
-                verdict: Verdict::Unavailable,
-                entry: None,
-            };
+            return f(Verdict::Unavailable, None);
         };
-        let unknown = Lookup {
-            verdict: Verdict::Unknown,
-            entry: None,
-        };
-        let Some(id) = secret::id_of(presented) else {
-            return unknown;
-        };
-        let Some(entry) = cache.entries.get(id) else {
-            return unknown;
+        let Some(entry) = secret::id_of(presented).and_then(|id| cache.entries.get(id)) else {
+            return f(Verdict::Unknown, None);
         };
         if !secret::constant_time_eq(&secret::digest(presented), &entry.digest) {
-            return unknown;
+            return f(Verdict::Unknown, None);
         }
         let verdict = if entry.revoked_at.is_some_and(|at| at <= now_ms) {
             Verdict::Revoked
@@ -129,9 +133,6 @@ impl KeyCache {
         } else {
             Verdict::Valid
         };
-        Lookup {
-            verdict,
-            entry: (verdict == Verdict::Valid).then(|| entry.clone()),
-        }
+        f(verdict, (verdict == Verdict::Valid).then_some(entry))
     }
 }

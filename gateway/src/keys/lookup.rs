@@ -19,20 +19,48 @@ pub fn register(registry: &mut ForeignFunctions, cache: KeyCache) {
     registry.register(NAME, move |_, args| Ok(answer(&cache, args)));
 }
 
+/// The answer's JSON, serialized from borrowed fields (no `serde_json::Value` tree: this
+/// runs on every request through key-auth).
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    status: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    found: Option<Found<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Found<'a> {
+    key_id: &'a str,
+    consumer: Consumer<'a>,
+    scopes: &'a [String],
+    expires_at: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct Consumer<'a> {
+    id: &'a str,
+    name: &'a str,
+    group: Option<&'a str>,
+}
+
 fn answer(cache: &KeyCache, args: &[u8]) -> Vec<u8> {
     let Ok(presented) = std::str::from_utf8(args) else {
         return br#"{"status":"unknown"}"#.to_vec();
     };
-    let found = cache.lookup(presented, now_ms());
-    let body = match found.entry {
-        Some(e) => serde_json::json!({
-            "status": found.verdict.as_str(),
-            "key_id": e.key_id,
-            "consumer": {"id": e.consumer_id, "name": e.consumer_name, "group": e.group},
-            "scopes": e.scopes,
-            "expires_at": e.expires_at.map(format_ms),
-        }),
-        None => serde_json::json!({ "status": found.verdict.as_str() }),
-    };
-    body.to_string().into_bytes()
+    cache.lookup_with(presented, now_ms(), |verdict, entry| {
+        let answer = Answer {
+            status: verdict.as_str(),
+            found: entry.map(|e| Found {
+                key_id: &e.key_id,
+                consumer: Consumer {
+                    id: &e.consumer_id,
+                    name: &e.consumer_name,
+                    group: e.group.as_deref(),
+                },
+                scopes: &e.scopes,
+                expires_at: e.expires_at.map(format_ms),
+            }),
+        };
+        serde_json::to_vec(&answer).unwrap_or_else(|_| br#"{"status":"unavailable"}"#.to_vec())
+    })
 }

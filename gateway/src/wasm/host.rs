@@ -6,7 +6,7 @@
 //! *swaps* them in for the duration of one guest call (`std::mem::swap` with placeholder
 //! values allocated once per VM) and swaps them back afterwards; see [`HttpIo`].
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -304,11 +304,13 @@ pub(crate) struct HostState {
     pub(crate) limits: MemoryLimits,
     /// The guest's exported `memory`, set right after instantiation.
     pub(crate) memory: Option<Memory>,
-    /// `proxy_on_memory_allocate` (or `malloc`), set right after instantiation.
-    pub(crate) allocator: Option<TypedFunc<u32, u32>>,
+    /// `proxy_on_memory_allocate` (or `malloc`), set right after instantiation. In an
+    /// `Arc`: every host call that returns data clones it out of the Store to call it,
+    /// and cloning a `TypedFunc` itself clones its registered type.
+    pub(crate) allocator: Option<Arc<TypedFunc<u32, u32>>>,
     pub(crate) root_context_id: u32,
     /// HTTP contexts alive in this VM (targets for `proxy_set_effective_context`).
-    pub(crate) http_contexts: HashSet<u32>,
+    pub(crate) http_contexts: FxHashSet<u32>,
     pub(crate) call: CallState,
     pub(crate) http: HttpIo,
     /// Reused buffer for values on their way into guest memory.
@@ -328,7 +330,7 @@ pub(crate) struct HostState {
     /// Shared queues this VM's root context registered (rebound when a thread adopts it).
     pub(crate) registered_queues: Vec<u32>,
     /// Requests paused with nothing of their own to wait for, by context (see `park`).
-    pub(crate) parked: HashMap<u32, super::park::Parked>,
+    pub(crate) parked: FxHashMap<u32, super::park::Parked>,
     /// The parked request whose data is lent to the running call, if any.
     pub(crate) swapped_in: Option<u32>,
     /// Parked requests the running call switched to (woken when it returns).
@@ -346,7 +348,7 @@ impl HostState {
             memory: None,
             allocator: None,
             root_context_id: 0,
-            http_contexts: HashSet::new(),
+            http_contexts: FxHashSet::default(),
             call: CallState::default(),
             http: HttpIo::new(),
             scratch: Vec::with_capacity(256),
@@ -356,7 +358,7 @@ impl HostState {
             call_response: None,
             call_data: None,
             registered_queues: Vec::new(),
-            parked: HashMap::new(),
+            parked: FxHashMap::default(),
             swapped_in: None,
             touched: Vec::new(),
         }

@@ -10,8 +10,8 @@
 //! time it starts a VM or every [`SWEEP_EVERY`] calls. A VM that faulted is dropped
 //! right away; the next request starts a fresh one.
 
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -35,7 +35,7 @@ struct Slot {
 
 #[derive(Default)]
 struct Registry {
-    slots: HashMap<u64, Slot>,
+    slots: FxHashMap<u64, Slot>,
     lookups: u32,
 }
 

@@ -188,6 +188,11 @@ impl WasmRuntime {
         config
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `AISTACK_WASM_PERFMAP=1`: write /tmp/perf-PID.map so `perf` names the plugins'
+        // compiled functions (for plugin authors profiling a filter under load).
+        if std::env::var_os("AISTACK_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| runtime_error("engine", &e))?;
         let linker = abi::linker(&engine).map_err(|e| runtime_error("linker", &e))?;
         let tick = tick_for(options.call_deadline);

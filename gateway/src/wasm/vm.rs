@@ -123,7 +123,9 @@ pub(crate) struct StartError {
 /// A running VM of one filter, used by one thread at a time.
 pub(crate) struct Vm {
     store: Store<HostState>,
-    exports: Exports,
+    /// Shared so a call can borrow a function while the Store is borrowed mutably
+    /// (cloning a `TypedFunc` clones its registered type: measurable per call).
+    exports: Arc<Exports>,
     shared: Arc<VmShared>,
     deadline: Duration,
     call_ticks: u64,
@@ -180,9 +182,10 @@ impl Vm {
         let allocator = instance
             .get_typed_func(&mut store, "proxy_on_memory_allocate")
             .or_else(|_| instance.get_typed_func(&mut store, "malloc"))
-            .ok();
+            .ok()
+            .map(Arc::new);
         store.data_mut().allocator = allocator;
-        let exports = Exports::of(&instance, &mut store);
+        let exports = Arc::new(Exports::of(&instance, &mut store));
         let mut vm = Vm {
             store,
             exports,
@@ -336,7 +339,7 @@ impl Vm {
         &mut self,
         phase: Phase,
         context: u32,
-        func: Option<TypedFunc<P, R>>,
+        func: Option<&TypedFunc<P, R>>,
         params: P,
         io: &mut Io<'_>,
     ) -> Result<Option<R>, PluginFault> {
@@ -344,7 +347,7 @@ impl Vm {
             return Ok(None);
         };
         self.lend(io);
-        let result = self.call_raw(phase, context, &func, params, self.call_ticks);
+        let result = self.call_raw(phase, context, func, params, self.call_ticks);
         self.lend(io);
         result.map(Some).map_err(|error| self.fault(error))
     }
@@ -381,7 +384,7 @@ impl Vm {
         &mut self,
         phase: Phase,
         context: u32,
-        func: Option<TypedFunc<P, u32>>,
+        func: Option<&TypedFunc<P, u32>>,
         params: P,
         io: &mut Io<'_>,
         stream: Stream,
@@ -402,7 +405,8 @@ impl Vm {
             }
         };
         host.http_contexts.insert(id);
-        let create = self.exports.context_create.clone();
+        let exports = Arc::clone(&self.exports);
+        let create = exports.context_create.as_ref();
         self.http_call(Phase::ContextCreate, id, create, (id, root), io)?;
         Ok(id)
     }
@@ -414,7 +418,8 @@ impl Vm {
         end_of_stream: bool,
     ) -> Result<Decision, PluginFault> {
         let count = io.request.as_deref().map_or(0, request_header_count);
-        let func = self.exports.request_headers.clone();
+        let exports = Arc::clone(&self.exports);
+        let func = exports.request_headers.as_ref();
         let params = (context, count, u32::from(end_of_stream));
         self.deciding_call(
             Phase::RequestHeaders,
@@ -436,7 +441,8 @@ impl Vm {
             .response
             .as_deref()
             .map_or(0, |r| len32(r.headers.len() + 1));
-        let func = self.exports.response_headers.clone();
+        let exports = Arc::clone(&self.exports);
+        let func = exports.response_headers.as_ref();
         let params = (context, count, u32::from(end_of_stream));
         self.deciding_call(
             Phase::ResponseHeaders,
@@ -456,7 +462,8 @@ impl Vm {
         io: &mut Io<'_>,
     ) -> Result<Decision, PluginFault> {
         let count = io.response.as_deref().map_or(0, |r| len32(r.headers.len()));
-        let func = self.exports.response_trailers.clone();
+        let exports = Arc::clone(&self.exports);
+        let func = exports.response_trailers.as_ref();
         let params = (context, count);
         self.deciding_call(
             Phase::ResponseTrailers,
@@ -479,15 +486,16 @@ impl Vm {
             return Ok(Decision::Continue);
         };
         let (kind, size) = (*kind, len32(body.len()));
+        let exports = Arc::clone(&self.exports);
         let (phase, func, stream) = match kind {
             BodyKind::Request => (
                 Phase::RequestBody,
-                self.exports.request_body.clone(),
+                exports.request_body.as_ref(),
                 Stream::Request,
             ),
             BodyKind::Response => (
                 Phase::ResponseBody,
-                self.exports.response_body.clone(),
+                exports.response_body.as_ref(),
                 Stream::Response,
             ),
         };
@@ -497,7 +505,8 @@ impl Vm {
 
     /// `proxy_on_log`. A fault is counted (no request answers for it).
     pub(crate) fn log(&mut self, context: u32, io: &mut Io<'_>) -> Result<(), PluginFault> {
-        let func = self.exports.log.clone();
+        let exports = Arc::clone(&self.exports);
+        let func = exports.log.as_ref();
         let result = self.http_call(Phase::Log, context, func, context, io);
         self.unanswered(result).map(drop)
     }
@@ -509,10 +518,11 @@ impl Vm {
         if !self.store.data_mut().http_contexts.remove(&context) {
             return Ok(());
         }
-        let done = self.exports.done.clone();
+        let exports = Arc::clone(&self.exports);
+        let done = exports.done.as_ref();
         let result = self.http_call(Phase::Done, context, done, context, io);
         self.unanswered(result)?;
-        let delete = self.exports.delete.clone();
+        let delete = exports.delete.as_ref();
         let result = self.http_call(Phase::Delete, context, delete, context, io);
         self.unanswered(result).map(drop)
     }
@@ -617,7 +627,8 @@ impl Vm {
             CallAnswer::Http(response) => {
                 let (headers, body, trailers) = call_sizes(&response);
                 self.store.data_mut().call_response = Some(response);
-                let func = self.exports.http_call_response.clone();
+                let exports = Arc::clone(&self.exports);
+                let func = exports.http_call_response.as_ref();
                 let params = (context, token, headers, body, trailers);
                 let result = self.http_call(Phase::HttpCallResponse, context, func, params, io);
                 self.store.data_mut().call_response = None;
@@ -626,7 +637,8 @@ impl Vm {
             CallAnswer::Foreign { data, .. } => {
                 let size = len32(data.len());
                 self.store.data_mut().call_data = Some(data);
-                let func = self.exports.foreign_function.clone();
+                let exports = Arc::clone(&self.exports);
+                let func = exports.foreign_function.as_ref();
                 let params = (context, token, size);
                 let result = self.http_call(Phase::ForeignFunction, context, func, params, io);
                 self.store.data_mut().call_data = None;
