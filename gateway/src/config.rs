@@ -9,6 +9,7 @@ pub mod load;
 pub mod model;
 pub mod redact;
 pub mod surface;
+pub mod tls;
 pub mod units;
 pub mod upstream;
 

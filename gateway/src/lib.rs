@@ -6,12 +6,13 @@
 //! flow; [`config`] the YAML surface and validation; [`snapshot`] the
 //! atomically swapped routing state; [`upstream`] balancing and target
 //! health; [`wasm`] the Proxy-Wasm host; [`keys`] the consumers and API keys store;
-//! [`cluster`] what nodes share through Redis.
+//! [`cluster`] what nodes share through Redis; [`tls`] TLS termination on the listeners.
 
 pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod keys;
 pub mod observability;
 pub mod proxy;
@@ -19,5 +20,6 @@ pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;
 pub mod wasm;

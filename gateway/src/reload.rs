@@ -58,6 +58,9 @@ impl Reloader {
         let result = config::load_file(&self.config_path, &self.data_dir, &env).and_then(|cfg| {
             let old = self.snapshots.load();
             warn_on_restart_only_changes(&old.config, &cfg);
+            for w in config::tls::warnings(&cfg) {
+                tracing::warn!(trigger, "{w}");
+            }
             Snapshot::build(
                 cfg,
                 &self.wasm,
@@ -103,11 +106,13 @@ impl Reloader {
         self.health.retain(|u, a| keep.contains(&(u, a)));
     }
 
-    /// The files whose change triggers a reload: the config and the plugins it names.
+    /// The files whose change triggers a reload: the config, the plugins and the TLS
+    /// certificates, keys and CAs it names.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let snap = self.snapshots.load();
         std::iter::once(self.config_path.clone())
             .chain(snap.config.plugin_files.values().cloned())
+            .chain(snap.config.tls_files())
             .collect()
     }
 }
@@ -115,8 +120,15 @@ impl Reloader {
 /// Listeners, admin, backend, database, thread and plugin-limit settings apply at start
 /// only.
 fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::GatewayConfig) {
-    if old.listeners != new.listeners {
-        tracing::warn!("listener changes take effect after a restart (or a graceful upgrade)");
+    let shape = |c: &config::GatewayConfig| -> Vec<_> {
+        c.listeners.iter().map(|l| l.restart_shape()).collect()
+    };
+    if shape(old) != shape(new) {
+        // Certificates, keys, client CAs and `min_version` apply on reload (see `tls`).
+        tracing::warn!(
+            "listener changes (addresses, TLS on or off, `tls.http2`) take effect after a \
+             restart (or a graceful upgrade)"
+        );
     }
     if old.admin.address != new.admin.address || old.backend.address != new.backend.address {
         tracing::warn!("admin/backend address changes take effect after a restart");
@@ -126,6 +138,9 @@ fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::Gatew
     }
     if old.server.keepalive_requests != new.server.keepalive_requests {
         tracing::warn!("server.keepalive_requests takes effect after a restart");
+    }
+    if old.server.client_header_timeout != new.server.client_header_timeout {
+        tracing::warn!("server.client_header_timeout takes effect after a restart");
     }
     if old.server.plugins.restart_needed(&new.server.plugins) {
         // They size the one plugin runtime of the process (its pool, its deadlines).

@@ -57,6 +57,9 @@ pub fn validate(file: &Path) -> ExitCode {
     let health = HealthRegistry::new();
     match Snapshot::build(cfg, &wasm, &health, 1, &file.display().to_string()) {
         Ok(s) => {
+            for w in config::tls::warnings(&s.config) {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} routes, {} upstreams, config hash {})",
                 file.display(),
@@ -78,6 +81,9 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
         Err(errors) => return fail_config(&errors),
     };
     logging::init(&cfg.server.log_level);
+    for w in config::tls::warnings(&cfg) {
+        tracing::warn!("{w}");
+    }
     raise_open_file_limit();
     if let Err(e) = std::fs::create_dir_all(data_dir) {
         return fail(&format!(
@@ -196,9 +202,9 @@ fn probe_ports(mode: Mode, cfg: &GatewayConfig) -> Result<BoundPorts, String> {
         backend: None,
     };
     if mode.gateway() {
-        for (i, addr) in cfg.listeners.iter().enumerate() {
+        for (i, l) in cfg.listeners.iter().enumerate() {
             // Released at once: Pingora binds it again.
-            drop(bind(*addr, &format!("listeners[{i}]"))?);
+            drop(bind(l.address, &format!("listeners[{i}]"))?);
         }
         ports.admin = Some(bind(cfg.admin.address, "admin.address")?);
     }
@@ -411,7 +417,7 @@ fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, 
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let gateway = Gateway {
-        snapshots,
+        snapshots: snapshots.clone(),
         metrics,
         access_log: cfg.server.access_log,
     };
@@ -423,17 +429,41 @@ fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, 
     server_options.keepalive_request_limit =
         cfg.server.keepalive_requests.map(|n| n.saturating_sub(1));
     server_options.h2_idle_timeout = Some(cfg.server.keepalive_timeout);
-    let mut proxy = pingora::proxy::ProxyServiceBuilder::new(&server.configuration, gateway)
-        .name("aistack proxy")
-        .server_options(server_options)
-        .build();
-    for addr in &cfg.listeners {
-        proxy.add_tcp(&addr.to_string());
+    let mut http = pingora::proxy::http_proxy(&server.configuration, gateway);
+    http.server_options = Some(server_options);
+    let app = crate::connections::Connections::new(
+        http,
+        cfg.server.client_header_timeout,
+        snapshots.clone(),
+    );
+    let mut proxy = pingora::services::listening::Service::new("aistack proxy".to_owned(), app);
+    for l in &cfg.listeners {
+        let address = l.address.to_string();
+        match &l.tls {
+            None => proxy.add_tcp(&address),
+            Some(tls) => {
+                match crate::tls::listener_settings(l.address, Arc::clone(tls), snapshots.clone()) {
+                    Ok(settings) => proxy.add_tls_with_settings(&address, None, settings),
+                    Err(e) => {
+                        eprintln!("error: cannot set up TLS on {address}: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+        }
     }
     server.add_service(proxy);
     server.bootstrap();
+    let listeners: Vec<String> = cfg
+        .listeners
+        .iter()
+        .map(|l| match l.tls {
+            Some(_) => format!("https://{}", l.address),
+            None => format!("http://{}", l.address),
+        })
+        .collect();
     tracing::info!(
-        listeners = ?cfg.listeners,
+        listeners = ?listeners,
         admin = %cfg.admin.address,
         threads = cfg.server.threads,
         "aistack gateway started"

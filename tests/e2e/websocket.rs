@@ -15,7 +15,7 @@ use crate::wasm_common::start;
 
 /// A WebSocket echo server; `/refuse…` is answered 404 instead of 101. Counts the
 /// connections it accepted.
-async fn ws_echo() -> (u16, Arc<AtomicUsize>) {
+pub(crate) async fn ws_echo() -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
@@ -18,7 +19,7 @@ use crate::router::normalize_path;
 pub struct GatewayConfig {
     /// Fingerprint of the config text (see the admin API).
     pub hash: String,
-    pub listeners: Vec<SocketAddr>,
+    pub listeners: Vec<ListenerSpec>,
     pub admin: AdminSettings,
     pub backend: BackendSettings,
     pub database_url: String,
@@ -35,6 +36,24 @@ pub struct GatewayConfig {
     /// `${NAME}` substitutions, so the admin API can redact them.
     pub env_values: super::load::EnvValues,
 }
+
+/// One proxy listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSpec {
+    pub address: SocketAddr,
+    /// TLS termination, with its certificates loaded; `None` for plaintext.
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+impl ListenerSpec {
+    /// What a running listener cannot change without a restart: its address, whether
+    /// it speaks TLS, and the protocols it offers through ALPN.
+    pub fn restart_shape(&self) -> (SocketAddr, Option<bool>) {
+        (self.address, self.tls.as_ref().map(|t| t.http2))
+    }
+}
+
+pub use super::tls::{ListenerTls, TlsVersion, UpstreamTls};
 
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
@@ -71,6 +90,8 @@ pub struct ServerSettings {
     pub keepalive_requests: Option<u32>,
     pub keepalive_timeout: Duration,
     pub client_body_timeout: Duration,
+    /// The wait for a new connection's first request head (see `connections`).
+    pub client_header_timeout: Duration,
 }
 
 pub use super::limits::PluginLimits;
@@ -94,6 +115,8 @@ pub struct RouteSpec {
     pub timeout: Option<Duration>,
     pub retries: RetrySpec,
     pub upstream_host: UpstreamHost,
+    /// Upgraded tunnels: the longest silence from either side.
+    pub websocket_idle_timeout: Option<Duration>,
 }
 
 /// The `Host` header the upstream receives.
@@ -139,12 +162,24 @@ pub(super) fn validate(
     hash: String,
 ) -> Result<GatewayConfig, ConfigErrors> {
     let mut d = Diagnostics::new(file_name);
-    let listeners: Vec<SocketAddr> = file
-        .listeners
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| socket_addr(&mut d, &l.address, &format!("listeners[{i}].address")))
-        .collect();
+    let mut listeners: Vec<ListenerSpec> = Vec::with_capacity(file.listeners.len());
+    for (i, l) in file.listeners.iter().enumerate() {
+        let key = format!("listeners[{i}].address");
+        let address = socket_addr(&mut d, &l.address, &key);
+        let tls = l
+            .tls
+            .as_ref()
+            .and_then(|t| super::tls::listener_tls(&mut d, i, t, base_dir));
+        let Some(address) = address else { continue };
+        if listeners.iter().any(|o| o.address == address) {
+            d.error(
+                &l.address.referenced,
+                key,
+                format!("`{address}` is listed twice"),
+            );
+        }
+        listeners.push(ListenerSpec { address, tls });
+    }
     if file.listeners.is_empty() {
         d.error(
             &Location::UNKNOWN,
@@ -248,7 +283,7 @@ pub(super) fn validate(
     let upstreams: Vec<UpstreamSpec> = file
         .upstreams
         .iter()
-        .map(|(name, u)| super::upstream::upstream(&mut d, name, u))
+        .map(|(name, u)| super::upstream::upstream(&mut d, name, u, base_dir))
         .collect();
     let mut route_names = BTreeMap::new();
     let mut routes = Vec::with_capacity(file.routes.len());
@@ -345,6 +380,10 @@ pub(super) fn validate(
                 .server
                 .client_body_timeout
                 .max(Duration::from_millis(100)),
+            client_header_timeout: file
+                .server
+                .client_header_timeout
+                .max(Duration::from_secs(1)),
         },
         upstreams,
         routes,
@@ -487,6 +526,9 @@ fn route(
             non_idempotent: r.retries.non_idempotent,
         },
         upstream_host,
+        websocket_idle_timeout: r
+            .websocket_idle_timeout
+            .map(|t| t.max(Duration::from_millis(100))),
     })
 }
 

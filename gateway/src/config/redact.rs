@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::model::{GatewayConfig, HashOn, UpstreamSpec};
+use super::model::{GatewayConfig, HashOn, ListenerSpec, UpstreamSpec};
 
 /// What replaces a secret that did not come from `${ENV}`.
 pub const REDACTED: &str = "<redacted>";
@@ -39,7 +39,7 @@ pub fn redacted(cfg: &GatewayConfig) -> Value {
 fn render(cfg: &GatewayConfig) -> Value {
     json!({
         "hash": cfg.hash,
-        "listeners": cfg.listeners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "listeners": cfg.listeners.iter().map(listener).collect::<Vec<_>>(),
         "admin": {
             "address": cfg.admin.address.to_string(),
             "token": cfg.admin.token.as_ref().map(|_| REDACTED),
@@ -75,6 +75,25 @@ fn dur(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// A plaintext listener is its address; a TLS one also names its files (never keys).
+fn listener(l: &ListenerSpec) -> Value {
+    let Some(tls) = &l.tls else {
+        return json!(l.address.to_string());
+    };
+    json!({
+        "address": l.address.to_string(),
+        "tls": {
+            "certificates": tls.certificates.iter().map(|c| json!({
+                "cert": c.cert_path.display().to_string(),
+                "names": c.names,
+            })).collect::<Vec<_>>(),
+            "min_version": tls.min_version.as_str(),
+            "http2": tls.http2,
+            "client_auth": tls.client_auth.as_ref().map(|c| json!({ "required": c.required })),
+        },
+    })
+}
+
 fn upstream(u: &UpstreamSpec) -> Value {
     json!({
         "targets": u.targets.iter().map(|t| json!({ "address": t.address, "weight": t.weight })).collect::<Vec<_>>(),
@@ -84,6 +103,11 @@ fn upstream(u: &UpstreamSpec) -> Value {
         "read_timeout": dur(u.read_timeout),
         "write_timeout": dur(u.write_timeout),
         "http2": u.http2,
+        "tls": u.tls.as_ref().map(|t| json!({
+            "sni": t.sni,
+            "verify": t.verify,
+            "ca": t.ca.as_ref().map(|(path, _)| path.display().to_string()),
+        })),
         "resolve_interval": dur(u.resolve_interval),
         "health_check": u.health_check.as_ref().map(|h| json!({
             "type": h.kind.as_str(),

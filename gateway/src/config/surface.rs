@@ -42,11 +42,16 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConf {
     pub address: Spanned<String>,
+    /// TLS termination on this listener. Without it the listener is plaintext
+    /// (HTTP/1.1, and HTTP/2 with prior knowledge).
+    #[serde(default)]
+    pub tls: Option<super::tls::ListenerTlsConf>,
 }
 
 fn default_listeners() -> Vec<ListenerConf> {
     vec![ListenerConf {
         address: unspanned("0.0.0.0:8080".to_owned()),
+        tls: None,
     }]
 }
 
@@ -181,6 +186,15 @@ pub struct ServerConf {
         with = "humantime_serde_compat"
     )]
     pub client_body_timeout: Duration,
+    /// Longest wait for a new connection's first bytes and for each read of its first
+    /// request head (slow senders); past it the connection is closed. Whole seconds, at
+    /// least 1. Default 60s. Later requests on a kept-alive connection wait up to
+    /// `keepalive_timeout` instead. Restart to change.
+    #[serde(
+        default = "default_client_header_timeout",
+        with = "humantime_serde_compat"
+    )]
+    pub client_header_timeout: Duration,
 }
 
 impl Default for ServerConf {
@@ -200,6 +214,7 @@ impl Default for ServerConf {
             keepalive_requests: None,
             keepalive_timeout: default_keepalive_timeout(),
             client_body_timeout: default_client_body_timeout(),
+            client_header_timeout: default_client_header_timeout(),
         }
     }
 }
@@ -252,6 +267,10 @@ fn default_call_deadline() -> Spanned<HumanDuration> {
 }
 
 fn default_keepalive_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_client_header_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
@@ -321,6 +340,10 @@ pub struct UpstreamConf {
     /// false (HTTP/1.1).
     #[serde(default)]
     pub http2: bool,
+    /// TLS to the targets: `true`, or `{sni, verify, ca}`. Certificates are verified by
+    /// default. Default: plaintext.
+    #[serde(default)]
+    pub tls: Option<Spanned<super::tls::UpstreamTlsConf>>,
 }
 
 /// One upstream target as written: a string or a map.
@@ -488,6 +511,11 @@ pub struct RouteConf {
     /// Retries on another target. Default `{max: 1, budget: 0.2}`.
     #[serde(default)]
     pub retries: RetryConf,
+    /// A WebSocket (or other upgraded) tunnel on this route is closed when the client
+    /// or the upstream has sent nothing for this long. Default: the client side waits
+    /// `server.client_body_timeout`, the upstream side the upstream's `read_timeout`.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub websocket_idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,7 +30,9 @@ const MINIMAL: &str = "upstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  
 #[test]
 fn minimal_config_gets_defaults() {
     let cfg = load(MINIMAL).expect("valid");
-    assert_eq!(cfg.listeners, vec!["0.0.0.0:8080".parse().expect("addr")]);
+    let addresses: Vec<_> = cfg.listeners.iter().map(|l| l.address).collect();
+    assert_eq!(addresses, vec!["0.0.0.0:8080".parse().expect("addr")]);
+    assert!(cfg.listeners[0].tls.is_none());
     assert_eq!(cfg.admin.address.to_string(), "127.0.0.1:9080");
     assert_eq!(cfg.backend.address.to_string(), "127.0.0.1:8081");
     assert_eq!(cfg.database_url, "sqlite:///tmp/data/aistack.db");
@@ -289,4 +291,50 @@ fn plugin_limits_refuse_what_they_cannot_parse() {
     let e = load_err("server:\n  plugins:\n    memroy_limit: 8MiB\n");
     assert_eq!(e.0[0].key, "server.plugins.memroy_limit");
     assert!(e.0[0].message.contains("unknown field"), "{}", e.0[0]);
+}
+
+#[test]
+fn tls_settings_are_refused_at_their_keys() {
+    let text = "listeners:\n  - address: 127.0.0.1:8443\n    tls:\n      certificates: []\n      min_version: 1.1\n\
+                upstreams:\n  b:\n    targets: [127.0.0.1:9]\n    tls:\n      ca: no-such-ca.pem\n\
+                \x20 c:\n    targets: [127.0.0.1:9]\n    tls: true\n    health_check:\n      path: /healthz\n";
+    let e = load_err(text);
+    let keys: Vec<&str> = e.0.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"listeners[0].tls.certificates"), "{e}");
+    assert!(keys.contains(&"upstreams.b.tls.ca"), "{e}");
+    assert!(keys.contains(&"upstreams.c.health_check.type"), "{e}");
+    let version =
+        e.0.iter()
+            .find(|e| e.key == "listeners[0].tls.min_version")
+            .expect("min_version error");
+    assert_eq!((version.line, version.column), (5, 20));
+    assert!(version.message.contains("TLS 1.1 is not supported"), "{e}");
+}
+
+#[test]
+fn upstream_tls_is_a_bool_or_a_map_of_known_keys() {
+    let with =
+        |tls: &str| format!("upstreams:\n  b:\n    targets: [127.0.0.1:9]\n    tls: {tls}\n");
+    let plain = load(&with("false")).expect("tls: false");
+    assert!(plain.upstreams[0].tls.is_none());
+    let on = load(&with("true")).expect("tls: true");
+    let tls = on.upstreams[0].tls.as_ref().expect("tls");
+    assert!(tls.verify && tls.sni.is_none() && tls.ca.is_none());
+    let off = load(&with("{verify: false, sni: api.test}")).expect("a map");
+    let tls = off.upstreams[0].tls.as_ref().expect("tls");
+    assert!(!tls.verify);
+    assert_eq!(tls.sni.as_deref(), Some("api.test"));
+    assert_eq!(
+        super::tls::warnings(&off),
+        vec![
+            "upstreams.b.tls.verify is false: the upstream's certificate is not verified \
+             (anyone on the path can impersonate it)"
+                .to_owned()
+        ]
+    );
+    let e = load_err(&with("{verfy: false}"));
+    assert!(e.0[0].message.contains("unknown field `verfy`"), "{e}");
+    assert_eq!(e.0[0].line, 4, "{e}");
+    let e = load_err(&with("maybe"));
+    assert_eq!(e.0[0].key, "upstreams.b.tls", "{e}");
 }

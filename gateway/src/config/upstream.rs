@@ -25,6 +25,8 @@ pub struct UpstreamSpec {
     pub passive: Option<PassiveSpec>,
     /// HTTP/2 (prior knowledge) to the targets.
     pub http2: bool,
+    /// TLS to the targets; `None` for plaintext.
+    pub tls: Option<super::tls::UpstreamTls>,
 }
 
 /// One configured target; a DNS name may stand for several addresses.
@@ -96,7 +98,12 @@ pub struct PassiveSpec {
 /// slot per unit of weight).
 const MAX_TOTAL_WEIGHT: u64 = 10_000;
 
-pub(super) fn upstream(d: &mut Diagnostics, name: &str, u: &UpstreamConf) -> UpstreamSpec {
+pub(super) fn upstream(
+    d: &mut Diagnostics,
+    name: &str,
+    u: &UpstreamConf,
+    base_dir: &std::path::Path,
+) -> UpstreamSpec {
     let key = |field: &str| format!("upstreams.{name}.{field}");
     let mut targets = Vec::with_capacity(u.targets.len());
     if u.targets.is_empty() {
@@ -179,6 +186,19 @@ pub(super) fn upstream(d: &mut Diagnostics, name: &str, u: &UpstreamConf) -> Ups
             ejection_time: p.ejection_time,
         }
     });
+    let tls = u
+        .tls
+        .as_ref()
+        .and_then(|t| super::tls::upstream_tls(d, name, t, base_dir));
+    if let (Some(_), Some(h)) = (&tls, &u.health_check)
+        && h.kind == HealthCheckKind::Http
+    {
+        d.error(
+            &h.path.referenced,
+            key("health_check.type"),
+            "HTTP health checks speak plaintext; on a TLS upstream use `type: tcp`",
+        );
+    }
     UpstreamSpec {
         name: name.to_owned(),
         targets,
@@ -191,6 +211,7 @@ pub(super) fn upstream(d: &mut Diagnostics, name: &str, u: &UpstreamConf) -> Ups
         health_check,
         passive,
         http2: u.http2,
+        tls,
     }
 }
 

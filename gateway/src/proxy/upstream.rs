@@ -24,7 +24,7 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use super::RequestCtx;
-use crate::config::model::HashOn;
+use crate::config::model::{HashOn, UpstreamTls};
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::Upstream;
 use crate::wasm::UpstreamChoice;
@@ -67,7 +67,7 @@ pub(super) fn upstream_of(ctx: &RequestCtx) -> Option<&Upstream> {
 
 /// Chooses the target for this try and builds the peer.
 pub(super) fn choose_peer(
-    session: &Session,
+    session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> pingora::Result<Box<HttpPeer>> {
     let (Some(snapshot), Some(route_idx)) = (ctx.snapshot.clone(), ctx.route) else {
@@ -95,8 +95,9 @@ pub(super) fn choose_peer(
     ctx.in_flight = Some(ep.health.track());
     ctx.target = Some(ep.health);
     ctx.target_name = Some(ep.target);
-    let mut peer = HttpPeer::new(ep.addr, false, String::new());
     let spec = &upstream.spec;
+    let target = ctx.target_name.as_deref().unwrap_or_default();
+    let mut peer = new_peer(ep.addr, target, &upstream.name, spec.tls.as_ref());
     let (mut connect, mut read, mut write) =
         (spec.connect_timeout, spec.read_timeout, spec.write_timeout);
     if let Some(total) = route.timeout {
@@ -116,7 +117,49 @@ pub(super) fn choose_peer(
     if spec.http2 {
         peer.options.set_http_version(2, 2);
     }
+    let idle = snapshot.config.routes.get(route_idx);
+    if let Some(idle) = idle.and_then(|r| r.websocket_idle_timeout)
+        && session.is_upgrade_req()
+    {
+        // After a 101 both legs are read with these timeouts: a side silent for `idle`
+        // ends the tunnel.
+        peer.options.read_timeout = Some(idle);
+        session.as_mut().set_read_timeout(Some(idle));
+    }
     Ok(Box::new(peer))
+}
+
+/// A peer for `addr` (configured as `target`, `host:port`), with TLS when the upstream
+/// has it: the SNI name is the configured one, else the target's host (an IP literal is
+/// verified against the certificate's IP addresses and sends no SNI). Verification stays
+/// on unless the config says `verify: false`. Pooled TLS connections are kept per
+/// upstream and CA bundle: Pingora's pool key leaves the CA out, and a connection
+/// verified against one upstream's CA must not serve another's.
+fn new_peer(
+    addr: std::net::SocketAddr,
+    target: &str,
+    upstream: &str,
+    tls: Option<&UpstreamTls>,
+) -> HttpPeer {
+    let Some(tls) = tls else {
+        return HttpPeer::new(addr, false, String::new());
+    };
+    let sni = tls.sni.clone().unwrap_or_else(|| {
+        let host = crate::config::model::host_without_port(target);
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    });
+    let mut peer = HttpPeer::new(addr, true, sni);
+    peer.options.verify_cert = tls.verify;
+    peer.options.verify_hostname = tls.verify;
+    if let Some((_, ca)) = &tls.ca {
+        peer.options.ca = Some(Arc::clone(ca));
+    }
+    let mut key = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(upstream, tls.ca.as_ref().map(|(path, _)| path)), &mut key);
+    peer.group_key = std::hash::Hasher::finish(&key);
+    peer
 }
 
 /// The consistent-hash input for this request, if the upstream hashes.

@@ -17,6 +17,7 @@ fn route(name: &str, host: Option<&str>, path: &str, methods: &[&str]) -> RouteS
             non_idempotent: false,
         },
         upstream_host: crate::config::model::UpstreamHost::Preserve,
+        websocket_idle_timeout: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn spec(balance: Balance, weights: &[u32]) -> UpstreamSpec {
         read_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(1),
         http2: false,
+        tls: None,
         resolve_interval: Duration::from_secs(30),
         health_check: None,
         passive: Some(PassiveSpec {

@@ -1,0 +1,109 @@
+//! What happens on a new client connection before the proxy phases: the protocol is
+//! chosen (HTTP/2 through ALPN on TLS, h2c by its preface on plaintext, else HTTP/1.x),
+//! as Pingora does it, plus a deadline for clients that are slow to send their request
+//! head (`server.client_header_timeout`).
+//!
+//! Pingora 0.9.1 has no setting for that deadline: it waits for the h2c preface without
+//! any limit, and reads the first request head of a connection with a fixed 60 s per
+//! read (its keep-alive wait, which also bounds each read of a head). This app takes
+//! over the connection's start to set both to the configured timeout, and hands HTTP/2
+//! connections and every request to Pingora's proxy unchanged. On a connection kept
+//! alive, the wait for (and each read of) later request heads is
+//! `server.keepalive_timeout`, because Pingora uses one timer for both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{ALPN, Stream};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+
+use crate::proxy::Gateway;
+use crate::snapshot::SnapshotHandle;
+
+/// The HTTP/2 connection preface (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The proxy's connection handler (see the module docs).
+pub struct Connections {
+    proxy: Arc<HttpProxy<Gateway>>,
+    header_timeout: Duration,
+    snapshots: SnapshotHandle,
+}
+
+impl Connections {
+    /// `header_timeout` is the longest wait for a new connection's first bytes and for
+    /// each read of its first request head; Pingora counts it in whole seconds (at
+    /// least 1).
+    pub fn new(
+        proxy: HttpProxy<Gateway>,
+        header_timeout: Duration,
+        snapshots: SnapshotHandle,
+    ) -> Self {
+        Self {
+            proxy: Arc::new(proxy),
+            header_timeout,
+            snapshots,
+        }
+    }
+
+    fn header_timeout_secs(&self) -> u64 {
+        self.header_timeout.as_secs_f64().ceil().max(1.0) as u64
+    }
+}
+
+#[async_trait]
+impl ServerApp for Connections {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let options = self.proxy.server_options.as_ref();
+        if let Some(digest) = stream.get_ssl_digest() {
+            let local = stream
+                .get_socket_digest()
+                .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+            if !crate::tls::version_allowed(&self.snapshots, local, &digest.version) {
+                return None;
+            }
+            if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+                return self.proxy.process_new(stream, shutdown).await;
+            }
+        } else if options.is_some_and(|o| o.h2c) {
+            let mut preface = [0u8; H2_PREFACE.len()];
+            match tokio::time::timeout(self.header_timeout, stream.try_peek(&mut preface)).await {
+                // Pingora peeks again and finds the same bytes.
+                Ok(Ok(true)) if preface == H2_PREFACE => {
+                    return self.proxy.process_new(stream, shutdown).await;
+                }
+                Ok(Ok(_)) => {}
+                // Closed, or silent for the whole timeout.
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+        let mut session = ServerSession::new_http1(stream);
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(self.header_timeout_secs()));
+        }
+        session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
+        let mut reused = self.proxy.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = reused.map(|r| r.consume()) {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            reused = self.proxy.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
