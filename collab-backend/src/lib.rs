@@ -85,7 +85,7 @@ use tokio::net::TcpListener;
 pub use api::{documented_routes, router, router_with};
 pub use db::{Db, DbError, Dialect};
 pub use error::ApiError;
-pub use options::BackendOptions;
+pub use options::{BackendOptions, DEFAULT_DUE_SOON_SCAN, DEFAULT_DUE_SOON_WINDOW};
 
 /// Serves the [`router`] for `db` on an already-bound `listener` until `shutdown`
 /// resolves, then stops accepting and waits for in-flight requests to finish.

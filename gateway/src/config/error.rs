@@ -94,6 +94,11 @@ impl Diagnostics {
         });
     }
 
+    /// How many errors so far (to tell whether a step added any).
+    pub fn count(&self) -> usize {
+        self.errors.len()
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
