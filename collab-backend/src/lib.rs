@@ -35,7 +35,8 @@
 //! **Notifications** (see [`outbox`]): mentions (`@user`, `@team-slug`, and `@all` with
 //! `mention.all` for at most 50 readers), assignments, status changes and comments on a
 //! user's task, and files shared with a user (`file.shared`), write rows into the
-//! `events` outbox table in the same transaction as the change. Only people who can read
+//! `events` outbox table in the same transaction as the change; a periodic scan queues
+//! `task.due_soon` for open tasks whose due date is near. Only people who can read
 //! the workspace (for file events: the file, shares included) are ever notified; [`outbox`]
 //! documents the table's columns and payloads for the notifications service.
 //!
@@ -84,7 +85,7 @@ use tokio::net::TcpListener;
 pub use api::{documented_routes, router, router_with};
 pub use db::{Db, DbError, Dialect};
 pub use error::ApiError;
-pub use options::BackendOptions;
+pub use options::{BackendOptions, DEFAULT_DUE_SOON_SCAN, DEFAULT_DUE_SOON_WINDOW};
 
 /// Serves the [`router`] for `db` on an already-bound `listener` until `shutdown`
 /// resolves, then stops accepting and waits for in-flight requests to finish.
@@ -125,6 +126,12 @@ pub async fn serve_with(
         sweep,
         mailer.clone(),
     ))];
+    background.push(tokio::spawn(notifications::due::run(
+        db.clone(),
+        hub.clone(),
+        options.due_soon_scan,
+        options.due_soon_window,
+    )));
     if let Some(mailer) = mailer {
         background.push(tokio::spawn(email::run(db.clone(), mailer)));
     }

@@ -14,6 +14,10 @@ pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_WS_HEARTBEAT: Duration = Duration::from_secs(30);
 /// Default interval of the notification dispatcher's sweep: 5 s.
 pub const DEFAULT_DISPATCH_SWEEP: Duration = Duration::from_secs(5);
+/// Default interval of the due-date scan: 1 minute.
+pub const DEFAULT_DUE_SOON_SCAN: Duration = Duration::from_secs(60);
+/// Default lead time of `task.due_soon` reminders: 24 hours.
+pub const DEFAULT_DUE_SOON_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Settings of one backend instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,12 @@ pub struct BackendOptions {
     /// How often the notification dispatcher looks for pending events even when no
     /// write on this node woke it (events written by other nodes, retries). Default 5 s.
     pub dispatch_sweep: Duration,
+    /// How often open tasks are scanned for due dates within [`Self::due_soon_window`].
+    /// Default 1 minute.
+    pub due_soon_scan: Duration,
+    /// A task is due at the end of its due date (UTC); from this long before that, its
+    /// assignees get one `task.due_soon` notification. Default 24 h.
+    pub due_soon_window: Duration,
     /// Email delivery; `None` (the default) sends no email.
     pub email: Option<EmailOptions>,
 }
@@ -48,6 +58,8 @@ impl BackendOptions {
             session_ttl: DEFAULT_SESSION_TTL,
             ws_heartbeat: DEFAULT_WS_HEARTBEAT,
             dispatch_sweep: DEFAULT_DISPATCH_SWEEP,
+            due_soon_scan: DEFAULT_DUE_SOON_SCAN,
+            due_soon_window: DEFAULT_DUE_SOON_WINDOW,
             email: None,
         }
     }

@@ -35,8 +35,11 @@
 //!   the user it was shared with (a share with a workspace queues nothing). The recipient
 //!   may not read the file's workspace: for file events "could read the resource" means
 //!   the file, shares included.
+//! - `task.due_soon`: `{"task_id", "title", "due_at"}` (`due_at` the due date,
+//!   `YYYY-MM-DD`), resource the task, to its assignees (its creator when nobody is
+//!   assigned), once per task per due date; no actor: a periodic scan queues it.
 //!
-//! The actor is never notified of their own action. Payloads never carry comment
+//! The actor is never notified of their own action (a due-date reminder has none). Payloads never carry comment
 //! bodies or task descriptions: the consumer reads the resource (as the recipient) when
 //! it renders a message, so a later edit or deletion is honoured.
 
@@ -58,6 +61,9 @@ pub mod kind {
     pub const TASK_COMMENTED: &str = "task.commented";
     /// A file was shared with the recipient (a user share).
     pub const FILE_SHARED: &str = "file.shared";
+    /// A task the recipient is assigned to (or created, when nobody is assigned) is due
+    /// soon (queued by a periodic scan, see [`crate::notifications`]).
+    pub const TASK_DUE_SOON: &str = "task.due_soon";
 }
 
 /// One queued event, as stored.

@@ -2,6 +2,7 @@
 //! interpolation ([`load`]), and the validated model ([`model`]). Every error
 //! names file, line, column and key ([`error`]).
 
+mod backend;
 pub mod cidr;
 pub mod error;
 pub mod limits;
@@ -17,5 +18,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_file, load_str};
 pub use model::GatewayConfig;
 
+#[cfg(test)]
+mod backend_tests;
 #[cfg(test)]
 mod tests;

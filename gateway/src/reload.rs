@@ -133,6 +133,13 @@ fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::Gatew
     if old.admin.address != new.admin.address || old.backend.address != new.backend.address {
         tracing::warn!("admin/backend address changes take effect after a restart");
     }
+    let (a, b) = (&old.backend, &new.backend);
+    if a.email != b.email
+        || a.due_soon_window != b.due_soon_window
+        || a.due_soon_scan != b.due_soon_scan
+    {
+        tracing::warn!("backend.email and backend.due_soon changes take effect after a restart");
+    }
     if old.database_url != new.database_url || old.server.threads != new.server.threads {
         tracing::warn!("database and thread settings take effect after a restart");
     }

@@ -274,6 +274,7 @@ fn start_side_runtime(
     let database = Database {
         url: cfg.database_url.clone(),
         key_cache,
+        backend: cfg.backend.clone(),
     };
     let watch = cfg.server.watch.then_some(cfg.server.watch_interval);
     runtime.spawn(async move {
@@ -296,6 +297,8 @@ struct Database {
     url: String,
     /// The cache the key store fills (the plugin runtime already reads it).
     key_cache: KeyCache,
+    /// The backend's settings from the config.
+    backend: config::model::BackendSettings,
 }
 
 async fn start_services(
@@ -362,14 +365,39 @@ async fn start_services(
         let db = aistack_collab::Db::connect(&database_url)
             .await
             .map_err(|e| format!("cannot open the database: {e}"))?;
+        let options = backend_options(&db, database.backend);
         tokio::spawn(async move {
-            if let Err(e) = aistack_collab::serve(listener, db.clone(), wait_stop(stop)).await {
+            let served =
+                aistack_collab::serve_with(listener, db.clone(), options, wait_stop(stop)).await;
+            if let Err(e) = served {
                 tracing::error!("collaboration backend stopped: {e}");
             }
             db.close().await;
         });
     }
     Ok(())
+}
+
+/// The backend's options: the environment's (see [`aistack_collab::BackendOptions::from_env`]),
+/// with the config's due-date reminders and its email settings, which the environment's
+/// email variables override one by one.
+fn backend_options(
+    db: &aistack_collab::Db,
+    settings: config::model::BackendSettings,
+) -> aistack_collab::BackendOptions {
+    let mut options = aistack_collab::BackendOptions::from_env(db);
+    options.due_soon_window = settings.due_soon_window;
+    options.due_soon_scan = settings.due_soon_scan;
+    if settings.email.is_some() {
+        match aistack_collab::email::EmailOptions::from_env_over(settings.email) {
+            Ok(email) => options.email = email,
+            Err(e) => {
+                tracing::error!("email is off: {e}");
+                options.email = None;
+            }
+        }
+    }
+    options
 }
 
 fn to_tokio(listener: TcpListener) -> Result<tokio::net::TcpListener, String> {

@@ -130,23 +130,33 @@ async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
     let ports = Ports::free();
     let public = format!("http://127.0.0.1:{}", ports.proxy);
     let smtp_port = sink.address.port().to_string();
+    // Email settings in the config file (the secret through `${…}`), except the port:
+    // the environment's AISTACK_SMTP_PORT overrides the file's (a port nothing listens
+    // on), as every AISTACK_SMTP_* / AISTACK_EMAIL_* variable overrides its key.
+    let backend = "backend:\n  address: 127.0.0.1:{backend}\n";
+    let email = format!(
+        "{backend}  email:
+    smtp_host: 127.0.0.1
+    smtp_port: 1
+    smtp_tls: none
+    from: AI Stack <notify@aistack.test>
+    public_url: {public}
+    unsubscribe_secret: ${{E2E_UNSUBSCRIBE_SECRET}}
+    poll_interval: 50ms
+    # One at a time, in queue order: when a later email arrives, every earlier one has.
+    concurrency: 1
+"
+    );
+    assert!(UP_CONFIG.contains(backend));
+    let config = render(&UP_CONFIG.replace(backend, &email), ports);
     let env = [
-        ("AISTACK_SMTP_HOST", "127.0.0.1"),
-        ("AISTACK_SMTP_PORT", smtp_port.as_str()),
-        ("AISTACK_SMTP_TLS", "none"),
-        ("AISTACK_EMAIL_FROM", "AI Stack <notify@aistack.test>"),
         (
-            "AISTACK_EMAIL_UNSUBSCRIBE_SECRET",
+            "E2E_UNSUBSCRIBE_SECRET",
             "an e2e secret that is long enough",
         ),
-        ("AISTACK_PUBLIC_URL", public.as_str()),
-        ("AISTACK_EMAIL_POLL_MS", "50"),
-        // One at a time, in queue order: when a later email arrives, every earlier
-        // one has.
-        ("AISTACK_EMAIL_CONCURRENCY", "1"),
+        ("AISTACK_SMTP_PORT", smtp_port.as_str()),
     ];
-    let gw =
-        Aistack::start_with_env("up", &render(UP_CONFIG, ports), ports, dir.path(), &env).await;
+    let gw = Aistack::start_with_env("up", &config, ports, dir.path(), &env).await;
     let api = Client {
         http: reqwest::Client::new(),
         base: public.clone(),

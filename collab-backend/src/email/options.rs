@@ -133,7 +133,19 @@ impl EmailOptions {
         }
     }
 
-    /// Options from the environment; `None` unless `AISTACK_SMTP_HOST` is set.
+    /// Options from the environment; `None` unless `AISTACK_SMTP_HOST` is set. Same as
+    /// [`Self::from_env_over`] with no base.
+    ///
+    /// # Errors
+    /// A message naming the variable that is missing or malformed.
+    pub fn from_env() -> Result<Option<Self>, String> {
+        Self::from_env_over(None)
+    }
+
+    /// `base` (the config file's settings, if any) with every variable set in the
+    /// environment overriding its setting; `None` when there is no base and
+    /// `AISTACK_SMTP_HOST` is not set. Without a base, the variables alone must be
+    /// complete.
     ///
     /// - `AISTACK_SMTP_HOST`, `AISTACK_SMTP_PORT` (587), `AISTACK_SMTP_TLS`
     ///   (`none` | `starttls` | `tls`; default `starttls`), `AISTACK_SMTP_USER`,
@@ -148,19 +160,39 @@ impl EmailOptions {
     ///
     /// # Errors
     /// A message naming the variable that is missing or malformed.
-    pub fn from_env() -> Result<Option<Self>, String> {
+    pub fn from_env_over(base: Option<Self>) -> Result<Option<Self>, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let Some(host) = var("AISTACK_SMTP_HOST") else {
-            return Ok(None);
+        let mut options = match base {
+            Some(mut base) => {
+                if let Some(host) = var("AISTACK_SMTP_HOST") {
+                    base.smtp_host = host;
+                }
+                if let Some(from) = var("AISTACK_EMAIL_FROM") {
+                    base.from = from;
+                }
+                if let Some(secret) = var("AISTACK_EMAIL_UNSUBSCRIBE_SECRET") {
+                    base.unsubscribe_keys[0].secret = secret.into_bytes();
+                }
+                if let Some(public) = var("AISTACK_PUBLIC_URL") {
+                    base.public_url = public.trim_end_matches('/').to_owned();
+                }
+                base
+            }
+            None => {
+                let Some(host) = var("AISTACK_SMTP_HOST") else {
+                    return Ok(None);
+                };
+                let from = var("AISTACK_EMAIL_FROM").ok_or("AISTACK_EMAIL_FROM is required")?;
+                let secret = var("AISTACK_EMAIL_UNSUBSCRIBE_SECRET")
+                    .ok_or("AISTACK_EMAIL_UNSUBSCRIBE_SECRET is required")?;
+                let public =
+                    var("AISTACK_PUBLIC_URL").unwrap_or_else(|| "http://localhost:8080".into());
+                Self::new(host, from, public, secret.into_bytes())
+            }
         };
-        let from = var("AISTACK_EMAIL_FROM").ok_or("AISTACK_EMAIL_FROM is required")?;
-        let secret = var("AISTACK_EMAIL_UNSUBSCRIBE_SECRET")
-            .ok_or("AISTACK_EMAIL_UNSUBSCRIBE_SECRET is required")?;
-        if secret.len() < 16 {
+        if options.unsubscribe_keys[0].secret.len() < 16 {
             return Err("AISTACK_EMAIL_UNSUBSCRIBE_SECRET must be at least 16 bytes".into());
         }
-        let public = var("AISTACK_PUBLIC_URL").unwrap_or_else(|| "http://localhost:8080".into());
-        let mut options = Self::new(host, from, public, secret.into_bytes());
         fn number<T: std::str::FromStr>(name: &str) -> Result<Option<T>, String> {
             match std::env::var(name).ok().filter(|v| !v.is_empty()) {
                 None => Ok(None),
@@ -214,6 +246,15 @@ impl EmailOptions {
             options.poll_interval = Duration::from_millis(ms.max(10));
         }
         Ok(Some(options))
+    }
+
+    /// Checks what [`crate::serve_with`] would refuse: a `from` that is not an address, a
+    /// host name TLS cannot use.
+    ///
+    /// # Errors
+    /// What is wrong, naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        super::sender::Sender::new(std::sync::Arc::new(self.clone())).map(drop)
     }
 
     /// The backoff before attempt `attempts + 1`: `retry_base × 2^(attempts-1)`, at most

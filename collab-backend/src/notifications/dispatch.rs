@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::hub::{Hub, Signal};
+use super::hub::Hub;
 use crate::Db;
 use crate::authz;
 use crate::email::{self, Mailer};
@@ -94,12 +94,12 @@ async fn handle(
     };
     let mut tx = db.pool().begin().await?;
     let made = if wanted {
-        store::notifications::insert_for_event(&mut tx, event).await?
+        store::notifications::insert_for_event(&mut tx, db.dialect(), event).await?
     } else {
         None
     };
-    if let (Some(notification), Some(mail)) = (made, &mail) {
-        email::record(&mut tx, mail, notification, user).await?;
+    if let (Some(notification), Some(mail)) = (&made, &mail) {
+        email::record(&mut tx, mail, notification.id, user).await?;
     }
     sqlx::query(
         "UPDATE events SET delivered_at = COALESCE(delivered_at, $1), attempts = attempts + 1 \
@@ -109,21 +109,17 @@ async fn handle(
     .bind(event.id.to_string())
     .execute(&mut *tx)
     .await?;
-    if made.is_some()
-        && let Some(hub) = hub
-    {
-        hub.notify_in(&mut tx, db.dialect(), user).await?;
+    if let (Some(notification), Some(hub)) = (&made, hub) {
+        hub.notify_created_in(&mut tx, db.dialect(), user, notification)
+            .await?;
     }
     tx.commit().await?;
-    if made.is_some()
-        && let Some(hub) = hub
-    {
-        hub.publish_local(Signal::User(user));
+    let created = made.is_some();
+    if let (Some(notification), Some(hub)) = (made, hub) {
+        hub.created(db.dialect(), user, notification);
     }
-    if made.is_some()
-        && let (Some(mailer), Some(email::Planned::Now(_))) = (mailer, &mail)
-    {
+    if created && let (Some(mailer), Some(email::Planned::Now(_))) = (mailer, &mail) {
         mailer.wake();
     }
-    Ok(made.is_some())
+    Ok(created)
 }

@@ -13,10 +13,14 @@
 //!   `{"type":"unread_count","count":n}` whenever the count changes; `?after=<id>`
 //!   replays what was created after the last id a client saw. With PostgreSQL, signals
 //!   cross nodes through `LISTEN`/`NOTIFY`.
+//! - **Due dates** (`due`): a scan every [`BackendOptions::due_soon_scan`](crate::BackendOptions)
+//!   queues one `task.due_soon` event per open task whose due date ends within
+//!   [`BackendOptions::due_soon_window`](crate::BackendOptions), once per task and due date.
 //! - **Preferences**: per kind and channel (`in_app`, `email`), per-workspace mutes,
 //!   email mode (`immediate`, `hourly`, `daily`, `off`) and locale (`en`, `zh-CN`).
 
 pub(crate) mod dispatch;
+pub(crate) mod due;
 pub(crate) mod hub;
 pub(crate) mod session;
 
@@ -26,7 +30,7 @@ use crate::Db;
 use crate::store::StoreError;
 
 /// The notification kinds users can set preferences for: the [`outbox`](crate::outbox)
-/// kinds, plus `task.due_soon`, which no event produces yet.
+/// kinds.
 pub const KINDS: [&str; 6] = [
     "mention",
     "task.assigned",
@@ -54,4 +58,16 @@ pub const LOCALES: [&str; 2] = ["en", "zh-CN"];
 /// attempt on it).
 pub async fn dispatch_pending(db: &Db) -> Result<usize, StoreError> {
     dispatch::pass(db, None, None).await
+}
+
+/// Scans for due dates now, as the background task does every
+/// [`BackendOptions::due_soon_scan`](crate::BackendOptions), and returns how many tasks it
+/// reminded (queued `task.due_soon` events for; [`dispatch_pending`] turns them into
+/// notifications). A task already reminded of its due date, by this or any node, is not
+/// reminded again.
+///
+/// # Errors
+/// A database failure (tasks reminded before it stay reminded).
+pub async fn scan_due_dates(db: &Db, window: std::time::Duration) -> Result<usize, StoreError> {
+    due::scan(db, chrono::Utc::now(), window).await
 }

@@ -16,9 +16,11 @@
 //! auth filter vouched for the upgrade, and they stay open until either side closes.
 //! The session closes (code 1001) when the server stops.
 //!
-//! Nothing is lost: the session remembers the last id it pushed and, on every signal,
-//! reads what came after it; a client reconnecting with `?after=<last id it saw>` gets
-//! the rest.
+//! Nothing is lost: the session remembers the last id it pushed. A new notification
+//! arrives in its signal and is pushed as is (its id is above the last, since per user
+//! id order is commit order; see [`super::hub`]) with the count one higher; any other
+//! signal, or signals lost to lagging, make it read what came after that id and the
+//! unread count. A client reconnecting with `?after=<last id it saw>` gets the rest.
 
 use std::time::Duration;
 
@@ -28,8 +30,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
 
-use super::hub::Hub;
+use super::hub::{Hub, Signal, Subscription};
 use crate::Db;
+use crate::store::notifications::Notification;
 use crate::store::{self, StoreError};
 
 /// Notifications read per query when catching up.
@@ -78,7 +81,7 @@ pub(crate) async fn run(socket: WebSocket, db: Db, hub: Hub, params: Params) {
         heartbeat,
     } = params;
     // Subscribe before reading the starting point, so nothing slips between the two.
-    let mut signals = hub.subscribe();
+    let mut signals = hub.subscribe(user_id);
     let mut closing = hub.closing();
     let start = match after {
         Some(after) => Ok(after),
@@ -107,7 +110,7 @@ pub(crate) async fn run(socket: WebSocket, db: Db, hub: Hub, params: Params) {
 impl Session {
     async fn serve(
         &mut self,
-        signals: &mut tokio::sync::broadcast::Receiver<super::hub::Signal>,
+        signals: &mut Subscription,
         closing: &mut tokio::sync::watch::Receiver<bool>,
         heartbeat: Duration,
     ) -> Result<(), End> {
@@ -118,9 +121,8 @@ impl Session {
         loop {
             tokio::select! {
                 signal = signals.recv() => match signal {
-                    Ok(signal) if signal.concerns(self.user_id) => self.catch_up().await?,
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => self.catch_up().await?,
+                    Ok(Signal::Created(notification)) => self.created(&notification).await?,
+                    Ok(Signal::Changed) | Err(RecvError::Lagged(_)) => self.catch_up().await?,
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 message = self.socket.recv() => match message {
@@ -149,28 +151,53 @@ impl Session {
         }
     }
 
-    /// Pushes every notification after the last one pushed, then the unread count if it
-    /// changed.
-    async fn catch_up(&mut self) -> Result<(), End> {
-        loop {
-            let found =
-                store::notifications::after(&self.db, self.user_id, self.last, BATCH).await?;
-            for notification in &found {
-                let message = json!({ "type": "notification", "notification": notification });
-                self.send(Message::Text(message.to_string().into())).await?;
-                self.last = notification.id;
-            }
-            if found.len() < BATCH as usize {
-                break;
-            }
+    /// Pushes a new notification (unread) unless it was pushed already, then the count.
+    async fn created(&mut self, notification: &Notification) -> Result<(), End> {
+        if notification.id <= self.last {
+            // Read by a catch-up before its signal came.
+            return Ok(());
         }
-        let count = store::notifications::unread_count(&self.db, self.user_id).await?;
+        self.push(notification).await?;
+        match self.count {
+            Some(count) => self.push_count(count + 1).await,
+            // Never counted (a failed read would have ended the session): count now.
+            None => self.catch_up().await,
+        }
+    }
+
+    async fn push(&mut self, notification: &Notification) -> Result<(), End> {
+        let message = json!({ "type": "notification", "notification": notification });
+        self.send(Message::Text(message.to_string().into())).await?;
+        self.last = notification.id;
+        Ok(())
+    }
+
+    async fn push_count(&mut self, count: i64) -> Result<(), End> {
         if self.count != Some(count) {
             let message = json!({ "type": "unread_count", "count": count });
             self.send(Message::Text(message.to_string().into())).await?;
             self.count = Some(count);
         }
         Ok(())
+    }
+
+    /// Pushes every notification after the last one pushed, then the unread count among
+    /// those up to the last pushed if it changed (newer ones come with their signals,
+    /// which count them).
+    async fn catch_up(&mut self) -> Result<(), End> {
+        loop {
+            let found =
+                store::notifications::after(&self.db, self.user_id, self.last, BATCH).await?;
+            for notification in &found {
+                self.push(notification).await?;
+            }
+            if found.len() < BATCH as usize {
+                break;
+            }
+        }
+        let count =
+            store::notifications::unread_count_upto(&self.db, self.user_id, self.last).await?;
+        self.push_count(count).await
     }
 
     async fn send(&mut self, message: Message) -> Result<(), End> {

@@ -12,6 +12,7 @@ pub mod notifications;
 pub mod organizations;
 pub mod orgtree;
 pub mod preferences;
+pub mod reminders;
 pub mod roles;
 pub mod tasks;
 pub mod tokens;
@@ -66,7 +67,10 @@ impl From<sqlx::Error> for StoreError {
 
 impl StoreError {
     /// A stored value that does not decode: the row is corrupt or the schema drifted.
-    fn corrupt(what: &'static str, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn corrupt(
+        what: &'static str,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         StoreError::Internal(format!("corrupt {what} in the database: {error}").into())
     }
 }

@@ -1,6 +1,6 @@
 //! The `notifications` table: what a user sees in the notification center.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use utoipa::ToSchema;
@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::tasks::placeholders;
 use super::{Page, StoreError, opt_uuid_at, paginate, uuid_at};
-use crate::Db;
 use crate::outbox::Event;
 use crate::timestamp;
+use crate::{Db, Dialect};
 
 /// One notification, as served.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Notification {
     /// UUID v7: id order is creation order (the WebSocket's `after` and the list cursor).
     pub id: Uuid,
@@ -53,11 +53,34 @@ const COLUMNS: &str = "id, kind, workspace_id, actor_id, resource_type, resource
 
 /// Creates the notification of `event` for its recipient inside the caller's
 /// transaction; `None` when that event already has one (processed before).
+///
+/// Its id is above every id the recipient's committed notifications have, and stays so
+/// until the transaction ends, so per user id order is commit order: what a session
+/// pushes in id order, or replays after the last id a client saw, never skips a
+/// notification committed late. One node's dispatcher writes one at a time (SQLite has
+/// one node); on PostgreSQL a per-user transaction lock orders the nodes' dispatchers,
+/// and the id goes past the newest one even when this node's clock is behind.
 pub async fn insert_for_event(
     tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
     event: &Event,
-) -> Result<Option<Uuid>, StoreError> {
-    let id = Uuid::now_v7();
+) -> Result<Option<Notification>, StoreError> {
+    let now = Uuid::now_v7();
+    let id = if dialect == Dialect::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(LOCK_CLASS)
+            .bind(lock_key(event.recipient_id))
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query("SELECT MAX(id) AS id FROM notifications WHERE user_id = $1")
+            .bind(event.recipient_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        next_id(now, opt_uuid_at(&row, "id")?)
+    } else {
+        now
+    };
+    let created_at = timestamp::format(timestamp::now());
     let inserted = sqlx::query(
         "INSERT INTO notifications (id, event_id, user_id, org_id, workspace_id, kind, \
          actor_id, resource_type, resource_id, payload, created_at, read_at, deleted_at) \
@@ -74,10 +97,48 @@ pub async fn insert_for_event(
     .bind(&event.resource_type)
     .bind(event.resource_id.to_string())
     .bind(event.payload.to_string())
-    .bind(timestamp::format(timestamp::now()))
+    .bind(&created_at)
     .execute(tx)
     .await?;
-    Ok((inserted.rows_affected() > 0).then_some(id))
+    Ok((inserted.rows_affected() > 0).then(|| Notification {
+        id,
+        kind: event.kind.clone(),
+        workspace_id: event.workspace_id,
+        actor_id: event.actor_id,
+        resource_type: event.resource_type.clone(),
+        resource_id: event.resource_id,
+        link: link(&event.resource_type, event.resource_id),
+        payload: event.payload.clone(),
+        created_at,
+        read_at: None,
+    }))
+}
+
+/// First key of the PostgreSQL advisory locks that order one user's notifications
+/// (`pg_advisory_xact_lock(LOCK_CLASS, user key)`).
+const LOCK_CLASS: i32 = 0x6e6f_7466; // "notf"
+
+/// The second key: 32 bits of the user id (two users sharing one only wait on each
+/// other).
+fn lock_key(user_id: Uuid) -> i32 {
+    let b = user_id.as_bytes();
+    i32::from_be_bytes([b[12], b[13], b[14], b[15]])
+}
+
+/// `now`, or a UUID v7 one millisecond past `newest` when `now` is not above it.
+fn next_id(now: Uuid, newest: Option<Uuid>) -> Uuid {
+    match newest {
+        Some(newest) if newest >= now => {
+            let (secs, nanos) = newest.get_timestamp().map_or((0, 0), |t| t.to_unix());
+            let next = std::time::Duration::new(secs, nanos) + std::time::Duration::from_millis(1);
+            Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                next.as_secs(),
+                next.subsec_nanos(),
+            ))
+        }
+        _ => now,
+    }
 }
 
 /// `user_id`'s notifications, newest first, before cursor `before`.
@@ -171,6 +232,19 @@ pub async fn unread_count(db: &Db, user_id: Uuid) -> Result<i64, StoreError> {
     Ok(row.try_get("n")?)
 }
 
+/// How many of `user_id`'s notifications with ids up to `last` are unread.
+pub async fn unread_count_upto(db: &Db, user_id: Uuid, last: Uuid) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM notifications WHERE user_id = $1 AND id <= $2 \
+         AND read_at IS NULL AND deleted_at IS NULL",
+    )
+    .bind(user_id.to_string())
+    .bind(last.to_string())
+    .fetch_one(db.pool())
+    .await?;
+    Ok(row.try_get("n")?)
+}
+
 /// Marks `ids` (all of `user_id`'s when `None`) read; returns how many were unread.
 /// Ids of other users' notifications are ignored.
 pub async fn mark_read(db: &Db, user_id: Uuid, ids: Option<&[Uuid]>) -> Result<u64, StoreError> {
@@ -232,4 +306,27 @@ fn decode(row: &AnyRow) -> Result<Notification, StoreError> {
         created_at: row.try_get("created_at")?,
         read_at: row.try_get("read_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_id_passes_the_newest() {
+        let older = Uuid::now_v7();
+        let now = Uuid::now_v7();
+        assert_eq!(next_id(now, None), now);
+        assert_eq!(next_id(now, Some(older)), now);
+        // A newer id (another node's clock ahead) is passed, by a valid v7.
+        let ahead = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            4_000_000_000,
+            999_000_000,
+        ));
+        let next = next_id(now, Some(ahead));
+        assert!(next > ahead);
+        assert_eq!(next.get_version_num(), 7);
+        assert!(next_id(ahead, Some(ahead)) > ahead);
+    }
 }

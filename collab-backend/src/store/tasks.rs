@@ -175,6 +175,7 @@ pub async fn delete(db: &Db, id: Uuid, expected: Option<i64>) -> Result<bool, St
     let statements = [
         "DELETE FROM mentions WHERE source_kind = 'task' AND source_id = $1",
         "DELETE FROM task_assignees WHERE task_id = $1",
+        "DELETE FROM task_due_reminders WHERE task_id = $1",
         "DELETE FROM tasks WHERE id = $1",
     ];
     let mut tx = db.pool().begin().await?;

@@ -10,6 +10,7 @@
 //! memory. The center and its access rules are here; the socket's tests are in
 //! `websocket`, the harness in `served`.
 
+mod due;
 mod email;
 mod served;
 mod websocket;

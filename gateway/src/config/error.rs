@@ -94,7 +94,7 @@ impl Diagnostics {
         });
     }
 
-    /// How many errors were recorded so far.
+    /// How many errors were recorded so far (to tell whether a step added any).
     pub fn error_count(&self) -> usize {
         self.errors.len()
     }

@@ -68,6 +68,13 @@ pub struct AdminSettings {
 pub struct BackendSettings {
     pub enabled: bool,
     pub address: SocketAddr,
+    /// `backend.email`, before the environment's `AISTACK_SMTP_*` / `AISTACK_EMAIL_*`
+    /// overrides (applied when the backend starts).
+    pub email: Option<aistack_collab::email::EmailOptions>,
+    /// `backend.due_soon.window`.
+    pub due_soon_window: Duration,
+    /// `backend.due_soon.scan_interval`.
+    pub due_soon_scan: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +233,12 @@ pub(super) fn validate(
         );
     }
     let backend_address = socket_addr(&mut d, &file.backend.address, "backend.address");
+    let email = file
+        .backend
+        .email
+        .as_ref()
+        .and_then(|conf| super::backend::email(&mut d, conf));
+    let (due_soon_window, due_soon_scan) = super::backend::due_soon(&mut d, &file.backend.due_soon);
     let database_url = env("DATABASE_URL")
         .or_else(|| file.database.url.as_ref().map(|u| u.value.clone()))
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("aistack.db").display()));
@@ -357,6 +370,9 @@ pub(super) fn validate(
         backend: BackendSettings {
             enabled: file.backend.enabled,
             address: backend_address,
+            email,
+            due_soon_window,
+            due_soon_scan,
         },
         database_url,
         redis_url,

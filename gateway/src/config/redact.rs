@@ -1,6 +1,6 @@
 //! The active config as the admin API shows it (`GET /config`): the validated
 //! model rendered as JSON with secrets removed. Redacted are the admin token,
-//! passwords in database and Redis URLs, plugin-config values under
+//! passwords in database and Redis URLs, the SMTP password and unsubscribe secrets, plugin-config values under
 //! secret-looking keys, and every value that came from `${ENV}` (shown as
 //! `${NAME}` wherever it appears).
 
@@ -48,6 +48,11 @@ fn render(cfg: &GatewayConfig) -> Value {
         "backend": {
             "enabled": cfg.backend.enabled,
             "address": cfg.backend.address.to_string(),
+            "email": cfg.backend.email.as_ref().map(email),
+            "due_soon": {
+                "window": dur(cfg.backend.due_soon_window),
+                "scan_interval": dur(cfg.backend.due_soon_scan),
+            },
         },
         "database": { "url": redact_url_password(&cfg.database_url) },
         "redis": cfg.redis_url.as_deref().map(|u| json!({ "url": redact_url_password(u) })),
@@ -68,6 +73,31 @@ fn render(cfg: &GatewayConfig) -> Value {
         "upstreams": cfg.upstreams.iter().map(|u| (u.name.clone(), upstream(u))).collect::<serde_json::Map<_, _>>(),
         "routes": cfg.routes.iter().map(|r| route(cfg, r)).collect::<Vec<_>>(),
         "plugins": cfg.plugin_files.iter().map(|(name, path)| (name.clone(), json!({ "path": path.display().to_string() }))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// `backend.email` without its password and unsubscribe secrets.
+fn email(e: &aistack_collab::email::EmailOptions) -> Value {
+    use aistack_collab::email::SmtpTls;
+    json!({
+        "smtp_host": e.smtp_host,
+        "smtp_port": e.smtp_port,
+        "smtp_tls": match e.smtp_tls {
+            SmtpTls::None => "none",
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Implicit => "tls",
+        },
+        "smtp_user": e.smtp_credentials.as_ref().map(|(user, _)| user),
+        "smtp_password": e.smtp_credentials.as_ref().map(|_| REDACTED),
+        "smtp_timeout": dur(e.smtp_timeout),
+        "from": e.from,
+        "public_url": e.public_url,
+        "unsubscribe_secret": REDACTED,
+        "unsubscribe_key_versions": e.unsubscribe_keys.iter().map(|k| k.version).collect::<Vec<_>>(),
+        "concurrency": e.concurrency,
+        "rate": e.rate_per_second,
+        "max_attempts": e.max_attempts,
+        "poll_interval": dur(e.poll_interval),
     })
 }
 

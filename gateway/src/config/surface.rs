@@ -92,6 +92,12 @@ pub struct BackendConf {
     /// Where the backend listens. Default `127.0.0.1:8081`.
     #[serde(default = "default_backend_address")]
     pub address: Spanned<String>,
+    /// Email notifications over SMTP. Default: none (unless `AISTACK_SMTP_HOST` is set).
+    #[serde(default)]
+    pub email: Option<EmailConf>,
+    /// `task.due_soon` reminders.
+    #[serde(default)]
+    pub due_soon: DueSoonConf,
 }
 
 impl Default for BackendConf {
@@ -99,8 +105,85 @@ impl Default for BackendConf {
         Self {
             enabled: true,
             address: default_backend_address(),
+            email: None,
+            due_soon: DueSoonConf::default(),
         }
     }
+}
+
+/// `backend.email`. Each key has an `AISTACK_SMTP_*` / `AISTACK_EMAIL_*` environment
+/// variable that overrides it (see the README).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConf {
+    /// SMTP server host name (also checked against its TLS certificate).
+    pub smtp_host: Spanned<String>,
+    /// Default 587.
+    #[serde(default)]
+    pub smtp_port: Option<Spanned<u16>>,
+    /// Default `starttls`.
+    #[serde(default)]
+    pub smtp_tls: Option<SmtpTlsConf>,
+    /// SMTP AUTH user (none).
+    #[serde(default)]
+    pub smtp_user: Option<Spanned<String>>,
+    /// SMTP AUTH password (use `${ENV_VAR}`).
+    #[serde(default)]
+    pub smtp_password: Option<Spanned<String>>,
+    /// Per SMTP command, 1s to 10m. Default `30s`.
+    #[serde(default)]
+    pub smtp_timeout: Option<Spanned<HumanDuration>>,
+    /// The `From:` address, e.g. `AI Stack <notify@example.com>`.
+    pub from: Spanned<String>,
+    /// The base of every link in an email. Default `http://localhost:8080`.
+    #[serde(default)]
+    pub public_url: Option<Spanned<String>>,
+    /// HMAC key of unsubscribe links, at least 16 bytes (use `${ENV_VAR}`).
+    pub unsubscribe_secret: Spanned<String>,
+    /// The version written into new links. Default 1.
+    #[serde(default)]
+    pub unsubscribe_key_version: Option<Spanned<u32>>,
+    /// Earlier secrets by version, whose links still work.
+    #[serde(default)]
+    pub unsubscribe_old_keys: BTreeMap<u32, Spanned<String>>,
+    /// Emails in flight at once, 1 to 256. Default 4.
+    #[serde(default)]
+    pub concurrency: Option<Spanned<usize>>,
+    /// Emails started per second, 1 to 10000. Default 10.
+    #[serde(default)]
+    pub rate: Option<Spanned<u32>>,
+    /// Attempts before a temporarily failing email is recorded as failed, 1 to 100.
+    /// Default 8.
+    #[serde(default)]
+    pub max_attempts: Option<Spanned<u32>>,
+    /// How often the outbox and digest windows are polled, 10ms to 1h. Default `5s`.
+    #[serde(default)]
+    pub poll_interval: Option<Spanned<HumanDuration>>,
+}
+
+/// `backend.email.smtp_tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTlsConf {
+    /// Plain text (a local relay).
+    None,
+    /// `STARTTLS`, required.
+    Starttls,
+    /// Implicit TLS (usually port 465).
+    Tls,
+}
+
+/// `backend.due_soon`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DueSoonConf {
+    /// A task is due at the end of its due date (UTC); its assignees are reminded this
+    /// long before, 1m to 30 days. Default `24h`.
+    #[serde(default)]
+    pub window: Option<Spanned<HumanDuration>>,
+    /// How often tasks are scanned, 1s to 1h. Default `1m`.
+    #[serde(default)]
+    pub scan_interval: Option<Spanned<HumanDuration>>,
 }
 
 fn default_backend_address() -> Spanned<String> {
