@@ -338,3 +338,15 @@ fn upstream_tls_is_a_bool_or_a_map_of_known_keys() {
     let e = load_err(&with("maybe"));
     assert_eq!(e.0[0].key, "upstreams.b.tls", "{e}");
 }
+
+#[test]
+fn callouts_never_pick_a_tls_upstream() {
+    let text = "upstreams:\n  plain:\n    targets: [127.0.0.1:9]\n  secure:\n    targets: [127.0.0.1:9]\n    tls: true\n";
+    let cfg = load(text).expect("config");
+    let directory = crate::wasm::CalloutUpstreams::from_config(&cfg);
+    assert!(directory.pick("plain").is_some());
+    // Listed (a filter may route the request there), never dialed in plaintext.
+    assert!(directory.contains("secure"));
+    assert!(directory.is_tls("secure"));
+    assert!(directory.pick("secure").is_none());
+}

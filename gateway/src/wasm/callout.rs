@@ -37,6 +37,8 @@ struct CalloutUpstream {
     targets: Vec<SocketAddr>,
     connect_timeout: Duration,
     next: AtomicUsize,
+    /// Spoken to over TLS by the proxy; callouts (plaintext) refuse it.
+    tls: bool,
 }
 
 /// The upstreams of the config, by name, as HTTP callouts see them. Built with the
@@ -56,6 +58,7 @@ impl CalloutUpstreams {
                     targets,
                     connect_timeout,
                     next: AtomicUsize::new(0),
+                    tls: false,
                 };
                 (name, upstream)
             })
@@ -63,12 +66,26 @@ impl CalloutUpstreams {
         CalloutUpstreams { by_name }
     }
 
-    /// The config's upstreams (every resolved address of every target).
+    /// The config's upstreams (every resolved address of every target). Callouts speak
+    /// plaintext HTTP: an upstream spoken to over TLS is listed (a filter may choose it
+    /// with `aistack.upstream`) but [`pick`](Self::pick) refuses it, so a filter's
+    /// request (credentials included) never goes in clear to a TLS port.
     pub fn from_config(config: &crate::config::GatewayConfig) -> Arc<Self> {
-        Arc::new(Self::new(config.upstreams.iter().map(|u| {
+        let mut directory = Self::new(config.upstreams.iter().map(|u| {
             let targets = u.targets.iter().flat_map(|t| t.resolved.clone()).collect();
             (u.name.clone(), targets, u.connect_timeout)
-        })))
+        }));
+        for upstream in config.upstreams.iter().filter(|u| u.tls.is_some()) {
+            if let Some(entry) = directory.by_name.get_mut(&upstream.name) {
+                entry.tls = true;
+            }
+        }
+        Arc::new(directory)
+    }
+
+    /// Whether `name` is an upstream spoken to over TLS (callouts cannot reach it yet).
+    pub(crate) fn is_tls(&self, name: &str) -> bool {
+        self.by_name.get(name).is_some_and(|u| u.tls)
     }
 
     /// Whether a callout may name `name`: an upstream of that name with a target.
@@ -82,7 +99,7 @@ impl CalloutUpstreams {
     /// an upstream without targets.
     pub(crate) fn pick(&self, name: &str) -> Option<(SocketAddr, Duration)> {
         let upstream = self.by_name.get(name)?;
-        if upstream.targets.is_empty() {
+        if upstream.targets.is_empty() || upstream.tls {
             return None;
         }
         let i = upstream.next.fetch_add(1, Ordering::Relaxed) % upstream.targets.len();

@@ -86,10 +86,13 @@ fn prepare(
         return Err(format!("more than {MAX_QUEUED_CALLS} calls queued"));
     }
     let name = String::from_utf8_lossy(upstream);
-    let (target, connect_timeout) =
-        host.plugin.upstreams.pick(&name).ok_or_else(|| {
+    let (target, connect_timeout) = host.plugin.upstreams.pick(&name).ok_or_else(|| {
+        if host.plugin.upstreams.is_tls(&name) {
+            format!("upstream `{name}` is spoken to over TLS: callouts cannot reach it yet")
+        } else {
             format!("no upstream named `{name}` (callouts name a config upstream)")
-        })?;
+        }
+    })?;
     let (mut method, mut path, mut authority) = (None, None, None);
     let mut extra = Vec::new();
     for (key, value) in pairs::parse(headers) {
