@@ -57,8 +57,8 @@ const COLUMNS: &str = "id, kind, workspace_id, actor_id, resource_type, resource
 /// Its id is above every id the recipient's committed notifications have, and stays so
 /// until the transaction ends, so per user id order is commit order: what a session
 /// pushes in id order, or replays after the last id a client saw, never skips a
-/// notification committed late. One node's dispatcher writes one at a time (SQLite has
-/// one node); on PostgreSQL a per-user transaction lock orders the nodes' dispatchers,
+/// notification committed late. One node's dispatcher writes one transaction at a time
+/// (SQLite has one node); on PostgreSQL a per-user transaction lock orders the nodes' dispatchers,
 /// and the id goes past the newest one even when this node's clock is behind.
 pub async fn insert_for_event(
     tx: &mut sqlx::AnyConnection,
@@ -112,6 +112,27 @@ pub async fn insert_for_event(
         created_at,
         read_at: None,
     }))
+}
+
+/// Takes the per-user locks of [`insert_for_event`] for every one of `users` inside the
+/// caller's PostgreSQL transaction, in key order, so that transactions writing several
+/// users' notifications (two nodes' dispatchers) cannot deadlock on them. The locks are
+/// re-entrant: `insert_for_event` taking one again in the same transaction does not wait.
+pub async fn lock_users(
+    tx: &mut sqlx::AnyConnection,
+    users: impl IntoIterator<Item = Uuid>,
+) -> Result<(), StoreError> {
+    let mut keys: Vec<i32> = users.into_iter().map(lock_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(LOCK_CLASS)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// First key of the PostgreSQL advisory locks that order one user's notifications
