@@ -2,6 +2,7 @@
 //! unread count, replay after reconnecting, heartbeats, shutdown, and (PostgreSQL)
 //! pushes across nodes.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -153,9 +154,15 @@ async fn websocket_closes_when_its_token_is_revoked(mut app: TestApp) {
     app.options.ws_heartbeat = Duration::from_millis(100);
     let w = world(&app).await;
     let served = Served::start(&app).await;
+    // Every socket is read all along: reading answers the pings, and an unread socket
+    // would be closed for silence (a slow machine can take longer than three heartbeats
+    // between two steps), which is not what this test is about.
+    let signing_out = Arc::new(OnceLock::new());
     let mut by_header = served.ws(Some(&w.gus), "").await;
     assert_eq!(next(&mut by_header).await, count_message(0));
-    let mut by_ticket = served.ws_with_ticket(&w.gus, 0).await;
+    let by_header = tokio::spawn(policy_close(by_header, Arc::clone(&signing_out)));
+    let by_ticket = served.ws_with_ticket(&w.gus, 0).await;
+    let by_ticket = tokio::spawn(policy_close(by_ticket, Arc::clone(&signing_out)));
     let minted = served.post(&w.gus, "/api/v1/ws/tickets", json!({})).await;
     assert_eq!(minted.status, StatusCode::CREATED, "{}", minted.body);
     let unused = minted.body["ticket"].as_str().expect("ticket").to_owned();
@@ -176,6 +183,7 @@ async fn websocket_closes_when_its_token_is_revoked(mut app: TestApp) {
         }
     });
 
+    signing_out.set(()).expect("set once");
     let signed_out = served
         .post(&w.gus, "/api/v1/auth/sign-out", json!({}))
         .await;
@@ -185,8 +193,8 @@ async fn websocket_closes_when_its_token_is_revoked(mut app: TestApp) {
         "{}",
         signed_out.body
     );
-    for ws in [&mut by_header, &mut by_ticket] {
-        assert_policy_close(ws).await;
+    for reader in [by_header, by_ticket] {
+        reader.await.expect("gus's socket was closed with 1008");
     }
     served
         .raw(
@@ -201,8 +209,9 @@ async fn websocket_closes_when_its_token_is_revoked(mut app: TestApp) {
     mia_reader.await.expect("mia's socket stayed open");
 }
 
-/// Reads until the server's close frame, which must be 1008 (policy violation).
-async fn assert_policy_close(ws: &mut super::served::Ws) {
+/// Reads (answering pings) until the server's close frame, which must be 1008 (policy
+/// violation) and must come after `signing_out` was set.
+async fn policy_close(mut ws: super::served::Ws, signing_out: Arc<OnceLock<()>>) {
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     loop {
         let message = tokio::time::timeout(DEADLINE, ws.next())
@@ -212,6 +221,7 @@ async fn assert_policy_close(ws: &mut super::served::Ws) {
             Some(Ok(Message::Ping(_))) => {}
             Some(Ok(Message::Close(Some(frame)))) => {
                 assert_eq!(frame.code, CloseCode::Policy, "{frame:?}");
+                assert!(signing_out.get().is_some(), "closed before the sign-out");
                 return;
             }
             other => panic!("expected a policy close, got {other:?}"),
