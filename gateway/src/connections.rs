@@ -6,10 +6,12 @@
 //! Pingora 0.9.1 has no setting for that deadline: it waits for the h2c preface without
 //! any limit, and reads the first request head of a connection with a fixed 60 s per
 //! read (its keep-alive wait, which also bounds each read of a head). This app takes
-//! over the connection's start to set both to the configured timeout, and hands HTTP/2
-//! connections and every request to Pingora's proxy unchanged. On a connection kept
-//! alive, the wait for (and each read of) later request heads is
-//! `server.keepalive_timeout`, because Pingora uses one timer for both.
+//! over the connection's start to bound the preface and the first head's reads by the
+//! configured timeout, and hands HTTP/2 connections and every request to Pingora's proxy
+//! unchanged. Every HTTP/1 request head must also arrive whole within the timeout
+//! ([`head_deadline`]): the first from the connection's start, a later one on a kept-alive
+//! connection from its first byte (the idle wait before it is
+//! `server.keepalive_timeout`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,10 @@ use pingora::server::ShutdownWatch;
 use crate::proxy::Gateway;
 use crate::snapshot::SnapshotHandle;
 
+mod head_deadline;
+
+use head_deadline::HeadDeadline;
+
 /// The HTTP/2 connection preface (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -35,9 +41,9 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// `header_timeout` is the longest wait for a new connection's first bytes and for
-    /// each read of its first request head; Pingora counts it in whole seconds (at
-    /// least 1).
+    /// `header_timeout` bounds a new connection's wait for its first bytes (Pingora counts
+    /// that wait in whole seconds, at least 1) and the time each HTTP/1 request head takes
+    /// to arrive whole.
     pub fn new(
         proxy: HttpProxy<Gateway>,
         header_timeout: Duration,
@@ -85,6 +91,7 @@ impl ServerApp for Connections {
                 Ok(Err(_)) | Err(_) => return None,
             }
         }
+        let stream: Stream = Box::new(HeadDeadline::new(stream, self.header_timeout));
         let mut session = ServerSession::new_http1(stream);
         if *shutdown.borrow() {
             session.set_keepalive(None);
@@ -94,7 +101,13 @@ impl ServerApp for Connections {
         session.set_keepalive_reuses_remaining(options.and_then(|o| o.keepalive_request_limit));
         let mut reused = self.proxy.process_new_http(session, shutdown).await;
         while let Some((stream, settings)) = reused.map(|r| r.consume()) {
-            let mut session = ServerSession::new_http1(stream);
+            // Pingora hands back the stream it was given.
+            let Ok(mut timed) = stream.into_any().downcast::<HeadDeadline>() else {
+                tracing::debug!("a kept-alive client stream came back unwrapped: closed");
+                return None;
+            };
+            timed.next_head();
+            let mut session = ServerSession::new_http1(timed);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
             }

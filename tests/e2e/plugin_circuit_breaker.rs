@@ -45,7 +45,7 @@ fn assert_fallback(status: u16, id: &str, body: &Value) {
 
 /// Waits (up to 10 s) until `needle` was logged `n` times.
 async fn wait_logged(gw: &Aistack, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let output = gw.output();
         if output.matches(needle).count() >= n {

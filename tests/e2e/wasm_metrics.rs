@@ -48,7 +48,7 @@ async fn plugin_metrics_are_exported_and_foreign_functions_answer() {
     // The filter lowers its in-flight gauge in `on_log`, which runs after the response
     // was sent: wait (bounded) until the last request's log phase has run.
     let in_flight = "aistack_plugin_in_flight{plugin=\"conf-metrics\"}";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut text = metrics(&gw).await;
     while sample(&text, in_flight) != "0" && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
