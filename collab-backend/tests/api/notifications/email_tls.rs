@@ -3,7 +3,8 @@
 //! over implicit TLS, whole (envelope, both parts, the unsubscribe headers) and with
 //! nothing but `EHLO`/`STARTTLS` in plain text; without it (or with another CA) the
 //! certificate is refused, the email is retried and then recorded as failed, and
-//! nothing reaches the server; a server that offers no STARTTLS gets no plain-text
+//! nothing reaches the server, and so it is for a certificate of the trusted CA made
+//! out to another name; a server that offers no STARTTLS gets no plain-text
 //! fallback.
 
 use std::path::Path;
@@ -29,6 +30,7 @@ on_both_dialects!(
     implicit_tls_delivers_with_the_configured_ca,
     starttls_without_the_ca_sends_nothing,
     implicit_tls_with_another_ca_sends_nothing,
+    a_certificate_for_another_name_sends_nothing,
     a_server_without_starttls_gets_no_plain_text,
 );
 
@@ -73,6 +75,8 @@ impl TestCa {
         TrustedCa::from_pem_file(&path).expect("the CA file")
     }
 }
+
+const UNKNOWN_ISSUER: &str = "invalid peer certificate: UnknownIssuer";
 
 /// `options_for(sink)` with `tls`, `ca` trusted and two quick attempts.
 fn tls_options(sink: &SmtpSink, tls: SmtpTls, ca: Option<TrustedCa>) -> EmailOptions {
@@ -171,18 +175,22 @@ async fn implicit_tls_delivers_with_the_configured_ca(mut app: TestApp) {
 
 /// Two attempts (a certificate error is a connection failure, which the outbox retries
 /// like any other), each refused at the handshake; then recorded as failed with the
-/// certificate error; no envelope, no message ever reached the server.
-async fn assert_refused_certificate(app: &TestApp, served: Served, w: &World, sink: &SmtpSink) {
+/// certificate error (`expected` in it); no envelope, no message ever reached the
+/// server.
+async fn assert_refused_certificate(
+    app: &TestApp,
+    served: Served,
+    w: &World,
+    sink: &SmtpSink,
+    expected: &str,
+) {
     let rows: Vec<OutboxEmail> = outbox_until(app, &w.gus, "a failure", |r| {
         r.first().is_some_and(|e| e.status == "failed")
     })
     .await;
     assert_eq!(rows[0].attempts, 2, "retried once, then failed");
     let error = rows[0].last_error.as_deref().unwrap_or_default();
-    assert!(
-        error.contains("invalid peer certificate: UnknownIssuer"),
-        "{error}"
-    );
+    assert!(error.contains(expected), "{expected} in {error}");
     sink.wait_failed_handshakes(2, DEADLINE).await;
     assert!(sink.accepted().is_empty());
     assert_eq!(sink.data_attempts(), 0);
@@ -202,7 +210,7 @@ async fn starttls_without_the_ca_sends_nothing(mut app: TestApp) {
     let sink = SmtpSink::start_with(SinkTls::StartTls(ca.server("127.0.0.1"))).await;
     app.options.email = Some(tls_options(&sink, SmtpTls::StartTls, None));
     let (served, w) = mention_gus(&app).await;
-    assert_refused_certificate(&app, served, &w, &sink).await;
+    assert_refused_certificate(&app, served, &w, &sink, UNKNOWN_ISSUER).await;
     assert_eq!(
         verbs(&sink.commands(), false),
         ["EHLO", "STARTTLS", "EHLO", "STARTTLS"]
@@ -217,7 +225,20 @@ async fn implicit_tls_with_another_ca_sends_nothing(mut app: TestApp) {
     let other = TestCa::new("another CA").trusted(dir.path());
     app.options.email = Some(tls_options(&sink, SmtpTls::Implicit, Some(other)));
     let (served, w) = mention_gus(&app).await;
-    assert_refused_certificate(&app, served, &w, &sink).await;
+    assert_refused_certificate(&app, served, &w, &sink, UNKNOWN_ISSUER).await;
+    assert!(sink.commands().is_empty());
+}
+
+async fn a_certificate_for_another_name_sends_nothing(mut app: TestApp) {
+    let ca = TestCa::new("SMTP test CA");
+    // Signed by the trusted CA, but for a name other than `smtp_host` (127.0.0.1).
+    let sink = SmtpSink::start_with(SinkTls::Implicit(ca.server("mail.other.test"))).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = tls_options(&sink, SmtpTls::Implicit, Some(ca.trusted(dir.path())));
+    app.options.email = Some(options);
+    let (served, w) = mention_gus(&app).await;
+    let expected = "invalid peer certificate: certificate not valid for name";
+    assert_refused_certificate(&app, served, &w, &sink, expected).await;
     assert!(sink.commands().is_empty());
 }
 
