@@ -15,9 +15,9 @@
 //!   always verified against the Mozilla roots plus [`EmailOptions::smtp_tls_ca`]; no
 //!   plain-text fallback) with bounded concurrency and rate, retries 4xx replies and
 //!   connection failures (a refused certificate among them) with exponential backoff,
-//!   records 5xx replies (and exhausted attempts) as `failed`. A node dying mid-send leaves the row to be
-//!   claimed again when its lease lapses: at-least-once, and the `Message-ID` derives
-//!   from the idempotency key so a resend is recognisable.
+//!   records 5xx replies (and exhausted attempts) as `failed`. A node dying mid-send
+//!   leaves the row to be claimed again when its lease lapses: at-least-once, and the
+//!   `Message-ID` derives from the idempotency key so a resend is recognisable.
 //! - **Unsubscribe** ([`unsubscribe`]): every email carries a signed link and the
 //!   RFC 8058 `List-Unsubscribe` / `List-Unsubscribe-Post` headers.
 
