@@ -1,5 +1,6 @@
 //! Notifications through the gateway, end to end: the real `aistack up` (gateway and
-//! backend, SQLite), SMTP pointed at a real SMTP server on loopback. User A mentions
+//! backend, SQLite), SMTP pointed at a real SMTP server on loopback, over STARTTLS with
+//! a certificate of a CA made in the test and given as `AISTACK_SMTP_TLS_CA`. User A mentions
 //! user B in a comment through the proxy port → B's WebSocket (through the gateway)
 //! gets the notification and the unread count → B's email reaches the SMTP server →
 //! B POSTs the email's unsubscribe link through the gateway, signed in as nobody →
@@ -15,7 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 #[path = "../../collab-backend/tests/api/smtp_sink.rs"]
 mod smtp_sink;
 
-use smtp_sink::{Received, SmtpSink};
+use smtp_sink::{Received, SinkTls, SmtpSink};
+
+use crate::tls_support::Ca;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -126,19 +129,25 @@ fn header(mail: &Received, name: &str) -> String {
 #[tokio::test]
 async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sink = SmtpSink::start().await;
+    let ca = Ca::new("SMTP e2e CA");
+    let sink =
+        SmtpSink::start_with(SinkTls::StartTls(ca.server(&["127.0.0.1"]).server_config())).await;
+    let ca_path = dir.path().join("smtp-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).expect("write the CA");
+    let ca_path = ca_path.display().to_string();
     let ports = Ports::free();
     let public = format!("http://127.0.0.1:{}", ports.proxy);
     let smtp_port = sink.address.port().to_string();
-    // Email settings in the config file (the secret through `${…}`), except the port:
-    // the environment's AISTACK_SMTP_PORT overrides the file's (a port nothing listens
-    // on), as every AISTACK_SMTP_* / AISTACK_EMAIL_* variable overrides its key.
+    // Email settings in the config file (the secret through `${…}`), except the port
+    // and the CA: the environment's AISTACK_SMTP_PORT overrides the file's (a port
+    // nothing listens on), as every AISTACK_SMTP_* / AISTACK_EMAIL_* variable overrides
+    // its key, and AISTACK_SMTP_TLS_CA adds the test CA to the trusted roots.
     let backend = "backend:\n  address: 127.0.0.1:{backend}\n";
     let email = format!(
         "{backend}  email:
     smtp_host: 127.0.0.1
     smtp_port: 1
-    smtp_tls: none
+    smtp_tls: starttls
     from: AI Stack <notify@aistack.test>
     public_url: {public}
     unsubscribe_secret: ${{E2E_UNSUBSCRIBE_SECRET}}
@@ -155,6 +164,7 @@ async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
             "an e2e secret that is long enough",
         ),
         ("AISTACK_SMTP_PORT", smtp_port.as_str()),
+        ("AISTACK_SMTP_TLS_CA", ca_path.as_str()),
     ];
     let gw = Aistack::start_with_env("up", &config, ports, dir.path(), &env).await;
     let api = Client {
@@ -260,6 +270,7 @@ async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
         (&json!("mention"), &c1["id"])
     );
     let got = sink.wait_for(1, DEADLINE).await;
+    assert!(got[0].encrypted, "the email came in plain text");
     assert_eq!(got[0].recipients, ["bob@example.test"]);
     assert_eq!(subject(&got[0]), "ann mentioned you in “Quarterly report”");
     assert_eq!(
@@ -321,6 +332,7 @@ async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
         "B got no second email"
     );
     assert_eq!(subject(&got[1]), "bob mentioned you in “Quarterly report”");
+    assert!(got[1].encrypted, "the email came in plain text");
     assert_eq!(sink.accepted().len(), 2);
 
     drop(socket);

@@ -84,6 +84,18 @@ impl Leaf {
         std::fs::write(dir.join(format!("{name}.key")), &self.key_pem).expect("write key");
     }
 
+    /// A server config presenting this certificate (TLS 1.2 and 1.3).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        let (chain, key) = self.chain_and_key();
+        let config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        Arc::new(config)
+    }
+
     fn chain_and_key(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         use rustls::pki_types::pem::PemObject;
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("key pem");
@@ -217,14 +229,7 @@ where
 /// A TLS upstream on 127.0.0.1 answering every request with 200 and
 /// `{"sni": …, "path": …}`; keep-alive.
 pub async fn tls_upstream(leaf: &Leaf) -> (u16, tokio::task::JoinHandle<()>) {
-    let (chain, key) = leaf.chain_and_key();
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

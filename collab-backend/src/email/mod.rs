@@ -11,11 +11,13 @@
 //!   (idempotency key `digest:<user>:<mode>:<window end>`), queued in the transaction
 //!   that marks the items done.
 //! - **Sending** (`sender`): claims due rows with a lease (`FOR UPDATE SKIP LOCKED` on
-//!   PostgreSQL), sends them through SMTP with bounded concurrency and rate, retries
-//!   4xx replies and connection failures with exponential backoff, records 5xx replies
-//!   (and exhausted attempts) as `failed`. A node dying mid-send leaves the row to be
-//!   claimed again when its lease lapses: at-least-once, and the `Message-ID` derives
-//!   from the idempotency key so a resend is recognisable.
+//!   PostgreSQL), sends them through SMTP (STARTTLS or implicit TLS, the certificate
+//!   always verified against the Mozilla roots plus [`EmailOptions::smtp_tls_ca`]; no
+//!   plain-text fallback) with bounded concurrency and rate, retries 4xx replies and
+//!   connection failures (a refused certificate among them) with exponential backoff,
+//!   records 5xx replies (and exhausted attempts) as `failed`. A node dying mid-send
+//!   leaves the row to be claimed again when its lease lapses: at-least-once, and the
+//!   `Message-ID` derives from the idempotency key so a resend is recognisable.
 //! - **Unsubscribe** ([`unsubscribe`]): every email carries a signed link and the
 //!   RFC 8058 `List-Unsubscribe` / `List-Unsubscribe-Post` headers.
 
@@ -31,7 +33,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 pub use crate::store::email::OutboxEmail;
-pub use options::{EmailOptions, SmtpTls, UnsubscribeKey};
+pub use options::{EmailOptions, SmtpTls, TrustedCa, UnsubscribeKey, Unusable};
 
 use crate::Db;
 use crate::outbox::Event;
@@ -48,11 +50,12 @@ pub(crate) struct Mailer {
 
 impl Mailer {
     /// # Errors
-    /// The SMTP settings cannot make a transport (an invalid host for TLS, a bad `from`).
+    /// The SMTP settings cannot make a transport (an invalid host for TLS, a bad `from`,
+    /// an unusable CA certificate).
     pub fn new(options: EmailOptions) -> Result<Self, String> {
         let options = Arc::new(options);
         Ok(Self {
-            sender: sender::Sender::new(Arc::clone(&options))?,
+            sender: sender::Sender::new(Arc::clone(&options)).map_err(|e| e.message)?,
             options,
             wake: Notify::new(),
         })

@@ -1,6 +1,10 @@
 //! [`EmailOptions`]: the SMTP server, the sender's pace and the unsubscribe keys.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// How the SMTP connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +26,70 @@ impl SmtpTls {
             "tls" | "implicit" => Some(Self::Implicit),
             _ => None,
         }
+    }
+}
+
+/// Certificate authorities trusted for the SMTP server's certificate in addition to
+/// the built-in Mozilla roots: a private CA, or a relay with its own certificate.
+/// Verification stays on; only the set of trusted roots grows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrustedCa {
+    /// The PEM file they were read from (shown in the admin API and in errors).
+    pub path: PathBuf,
+    /// The certificates, DER-encoded, at least one.
+    pub certificates: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TrustedCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustedCa")
+            .field("path", &self.path)
+            .field("certificates", &self.certificates.len())
+            .finish()
+    }
+}
+
+impl TrustedCa {
+    /// Reads every `BEGIN CERTIFICATE` section of the PEM file at `path`. Whether each
+    /// is a usable trust anchor is checked when the transport is built
+    /// ([`EmailOptions::check`]).
+    ///
+    /// # Errors
+    /// The file cannot be read, is not PEM, or holds no certificate.
+    pub fn from_pem_file(path: &Path) -> Result<Self, String> {
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| match e {
+                rustls::pki_types::pem::Error::Io(io) => {
+                    format!("cannot read {}: {io}", path.display())
+                }
+                other => format!("{} is not valid PEM: {other:?}", path.display()),
+            })?;
+        if certificates.is_empty() {
+            return Err(format!(
+                "no PEM certificate (`BEGIN CERTIFICATE`) in {}",
+                path.display()
+            ));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            certificates: certificates.into_iter().map(|c| c.to_vec()).collect(),
+        })
+    }
+}
+
+/// Why [`EmailOptions::check`] refused the options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable {
+    /// The setting at fault, named as under `backend.email`: `from`, `smtp_host` or
+    /// `smtp_tls_ca`.
+    pub setting: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -54,6 +122,8 @@ pub struct EmailOptions {
     pub smtp_port: u16,
     /// Default [`SmtpTls::StartTls`].
     pub smtp_tls: SmtpTls,
+    /// Extra roots for the server's certificate (none: the Mozilla roots only).
+    pub smtp_tls_ca: Option<TrustedCa>,
     /// `(user, password)` for SMTP AUTH, if the server wants it.
     pub smtp_credentials: Option<(String, String)>,
     /// Per SMTP command. Default 30 s.
@@ -90,6 +160,7 @@ impl std::fmt::Debug for EmailOptions {
             .field("smtp_host", &self.smtp_host)
             .field("smtp_port", &self.smtp_port)
             .field("smtp_tls", &self.smtp_tls)
+            .field("smtp_tls_ca", &self.smtp_tls_ca)
             .field(
                 "smtp_user",
                 &self.smtp_credentials.as_ref().map(|(user, _)| user),
@@ -114,6 +185,7 @@ impl EmailOptions {
             smtp_host: smtp_host.into(),
             smtp_port: 587,
             smtp_tls: SmtpTls::StartTls,
+            smtp_tls_ca: None,
             smtp_credentials: None,
             smtp_timeout: Duration::from_secs(30),
             from: from.into(),
@@ -148,8 +220,8 @@ impl EmailOptions {
     /// complete.
     ///
     /// - `AISTACK_SMTP_HOST`, `AISTACK_SMTP_PORT` (587), `AISTACK_SMTP_TLS`
-    ///   (`none` | `starttls` | `tls`; default `starttls`), `AISTACK_SMTP_USER`,
-    ///   `AISTACK_SMTP_PASSWORD`;
+    ///   (`none` | `starttls` | `tls`; default `starttls`), `AISTACK_SMTP_TLS_CA` (a PEM
+    ///   file of extra trusted CAs), `AISTACK_SMTP_USER`, `AISTACK_SMTP_PASSWORD`;
     /// - `AISTACK_EMAIL_FROM` (required), `AISTACK_PUBLIC_URL` (default
     ///   `http://localhost:8080`);
     /// - `AISTACK_EMAIL_UNSUBSCRIBE_SECRET` (required, at least 16 bytes),
@@ -209,6 +281,11 @@ impl EmailOptions {
             options.smtp_tls =
                 SmtpTls::parse(&tls).ok_or("AISTACK_SMTP_TLS must be none, starttls or tls")?;
         }
+        if let Some(ca) = var("AISTACK_SMTP_TLS_CA") {
+            let ca = TrustedCa::from_pem_file(Path::new(&ca))
+                .map_err(|e| format!("AISTACK_SMTP_TLS_CA: {e}"))?;
+            options.smtp_tls_ca = Some(ca);
+        }
         if let Some(user) = var("AISTACK_SMTP_USER") {
             options.smtp_credentials =
                 Some((user, var("AISTACK_SMTP_PASSWORD").unwrap_or_default()));
@@ -249,11 +326,11 @@ impl EmailOptions {
     }
 
     /// Checks what [`crate::serve_with`] would refuse: a `from` that is not an address, a
-    /// host name TLS cannot use.
+    /// host name TLS cannot use, a CA certificate that is no usable trust anchor.
     ///
     /// # Errors
-    /// What is wrong, naming the setting.
-    pub fn check(&self) -> Result<(), String> {
+    /// What is wrong, and which setting.
+    pub fn check(&self) -> Result<(), Unusable> {
         super::sender::Sender::new(std::sync::Arc::new(self.clone())).map(drop)
     }
 

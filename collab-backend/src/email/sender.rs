@@ -7,13 +7,13 @@ use futures_util::StreamExt;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{EmailOptions, SmtpTls};
+use super::{EmailOptions, SmtpTls, Unusable};
 use crate::Db;
 use crate::store::email::OutboxEmail;
 use crate::store::{self, StoreError};
@@ -47,15 +47,12 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    pub fn new(options: Arc<EmailOptions>) -> Result<Self, String> {
-        let from: Mailbox = options
-            .from
-            .parse()
-            .map_err(|e| format!("email from {:?}: {e}", options.from))?;
-        let tls = || {
-            TlsParameters::new(options.smtp_host.clone())
-                .map_err(|e| format!("TLS for SMTP host {:?}: {e}", options.smtp_host))
-        };
+    pub fn new(options: Arc<EmailOptions>) -> Result<Self, Unusable> {
+        let from: Mailbox = options.from.parse().map_err(|e| Unusable {
+            setting: "from",
+            message: format!("email from {:?}: {e}", options.from),
+        })?;
+        let tls = || tls_parameters(&options);
         let tls = match options.smtp_tls {
             SmtpTls::None => Tls::None,
             SmtpTls::StartTls => Tls::Required(tls()?),
@@ -168,6 +165,35 @@ impl Sender {
             }
         }
     }
+}
+
+/// Certificates checked against the Mozilla roots plus `smtp_tls_ca`'s, for the name
+/// `smtp_host`. Verification is never turned off.
+fn tls_parameters(options: &EmailOptions) -> Result<TlsParameters, Unusable> {
+    let mut builder = TlsParameters::builder(options.smtp_host.clone());
+    if let Some(ca) = &options.smtp_tls_ca {
+        for (n, der) in ca.certificates.iter().enumerate() {
+            let unusable = |e: String| Unusable {
+                setting: "smtp_tls_ca",
+                message: format!(
+                    "certificate {} in {} is not usable as a CA: {e}",
+                    n + 1,
+                    ca.path.display()
+                ),
+            };
+            // What lettre's root store would refuse, checked here so that the
+            // certificate is named.
+            rustls::RootCertStore::empty()
+                .add(der.clone().into())
+                .map_err(|e| unusable(e.to_string()))?;
+            let cert = Certificate::from_der(der.clone()).map_err(|e| unusable(e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| Unusable {
+        setting: "smtp_host",
+        message: format!("TLS for SMTP host {:?}: {e}", options.smtp_host),
+    })
 }
 
 /// `List-Unsubscribe: <https://…>` (RFC 2369).

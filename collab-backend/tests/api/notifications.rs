@@ -12,6 +12,7 @@
 
 mod due;
 mod email;
+mod email_tls;
 mod served;
 mod websocket;
 

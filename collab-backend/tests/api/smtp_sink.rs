@@ -4,6 +4,11 @@
 //! 5xx reply, in order) or to stall a connection after the greeting's EHLO (a server
 //! that never answers, for crash tests).
 //!
+//! Started with [`SinkTls::StartTls`] it advertises `STARTTLS` (RFC 3207) and upgrades
+//! the connection with the given rustls config; with [`SinkTls::Implicit`] it speaks
+//! TLS from the first byte (port 465 style). Every command is recorded with whether it
+//! came encrypted, so a test can tell that nothing went in plain text.
+//!
 //! Shared by the collaboration backend's tests and the gateway's end-to-end tests.
 
 #![allow(dead_code)]
@@ -13,9 +18,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+/// How the sink secures its connections.
+#[derive(Clone, Default)]
+pub enum SinkTls {
+    /// Plain text, STARTTLS not offered.
+    #[default]
+    None,
+    /// Plain text until the client's `STARTTLS`, offered in the EHLO reply.
+    StartTls(Arc<rustls::ServerConfig>),
+    /// TLS from the first byte.
+    Implicit(Arc<rustls::ServerConfig>),
+}
 
 /// One message the sink accepted.
 #[derive(Debug, Clone)]
@@ -26,6 +43,17 @@ pub struct Received {
     pub recipients: Vec<String>,
     /// The message as sent after DATA (dot-unstuffed, CRLF line ends).
     pub data: Vec<u8>,
+    /// Whether it came over TLS.
+    pub encrypted: bool,
+}
+
+/// One command line the sink read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The verb, upper-cased (`EHLO`, `STARTTLS`, `MAIL`, …).
+    pub verb: String,
+    /// Whether it came over TLS.
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +65,10 @@ struct State {
     data_attempts: usize,
     /// Connections that stall after EHLO while set.
     stall: bool,
+    /// Every command read, in order, across connections.
+    commands: Vec<Command>,
+    /// TLS handshakes that failed (e.g. the client refused the certificate).
+    failed_handshakes: usize,
 }
 
 /// The running sink; stops when dropped.
@@ -55,8 +87,13 @@ impl Drop for SmtpSink {
 }
 
 impl SmtpSink {
-    /// Listens on a port-0 loopback socket.
+    /// Listens on a port-0 loopback socket, in plain text.
     pub async fn start() -> Self {
+        Self::start_with(SinkTls::None).await
+    }
+
+    /// Listens on a port-0 loopback socket, securing connections as `tls` says.
+    pub async fn start_with(tls: SinkTls) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the SMTP sink");
@@ -66,7 +103,11 @@ impl SmtpSink {
         let (s, c) = (Arc::clone(&state), Arc::clone(&changed));
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, Arc::clone(&s), Arc::clone(&c)));
+                let shared = Shared {
+                    state: Arc::clone(&s),
+                    changed: Arc::clone(&c),
+                };
+                tokio::spawn(session(stream, tls.clone(), shared));
             }
         });
         Self {
@@ -100,6 +141,16 @@ impl SmtpSink {
         self.state().accepted.clone()
     }
 
+    /// Every command read so far, in order.
+    pub fn commands(&self) -> Vec<Command> {
+        self.state().commands.clone()
+    }
+
+    /// How many TLS handshakes failed.
+    pub fn failed_handshakes(&self) -> usize {
+        self.state().failed_handshakes
+    }
+
     /// How many ends of DATA were seen (accepted or refused).
     pub fn data_attempts(&self) -> usize {
         self.state().data_attempts
@@ -130,6 +181,24 @@ impl SmtpSink {
             .unwrap_or_else(|_| panic!("SMTP sink: {what} did not happen within {deadline:?}"))
     }
 
+    /// Waits for `count` failed TLS handshakes in all.
+    pub async fn wait_failed_handshakes(&self, count: usize, deadline: Duration) {
+        let wait = async {
+            loop {
+                let notified = self.changed.notified();
+                if self.state().failed_handshakes >= count {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(deadline, wait)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("SMTP sink: {count} failed handshakes did not happen within {deadline:?}")
+            });
+    }
+
     /// Waits for `count` accepted messages in all.
     pub async fn wait_for(&self, count: usize, deadline: Duration) -> Vec<Received> {
         self.wait_until(deadline, &format!("{count} accepted messages"), |a, _| {
@@ -139,28 +208,94 @@ impl SmtpSink {
     }
 }
 
-async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
-    let lock = || {
-        state
+#[derive(Clone)]
+struct Shared {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn handshake_failed(&self) {
+        self.lock().failed_handshakes += 1;
+        self.changed.notify_waiters();
+    }
+}
+
+async fn session(stream: TcpStream, tls: SinkTls, shared: Shared) {
+    match tls {
+        SinkTls::None => drop(converse(stream, Mode::PLAIN, &shared).await),
+        SinkTls::StartTls(config) => {
+            let Some(plain) = converse(stream, Mode::OFFER_STARTTLS, &shared).await else {
+                return;
+            };
+            // No second greeting: the client goes on with EHLO (RFC 3207 §4.2).
+            match tokio_rustls::TlsAcceptor::from(config).accept(plain).await {
+                Ok(tls) => drop(converse(tls, Mode::UPGRADED, &shared).await),
+                Err(_) => shared.handshake_failed(),
+            }
+        }
+        SinkTls::Implicit(config) => {
+            match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+                Ok(tls) => drop(converse(tls, Mode::IMPLICIT, &shared).await),
+                Err(_) => shared.handshake_failed(),
+            }
+        }
+    }
+}
+
+/// How one stretch of a session runs.
+#[derive(Clone, Copy)]
+struct Mode {
+    greet: bool,
+    offer_starttls: bool,
+    encrypted: bool,
+}
+
+impl Mode {
+    const PLAIN: Mode = Mode {
+        greet: true,
+        offer_starttls: false,
+        encrypted: false,
     };
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    if write
-        .write_all(b"220 sink.test ESMTP ready\r\n")
-        .await
-        .is_err()
-    {
-        return;
+    const OFFER_STARTTLS: Mode = Mode {
+        greet: true,
+        offer_starttls: true,
+        encrypted: false,
+    };
+    const UPGRADED: Mode = Mode {
+        greet: false,
+        offer_starttls: false,
+        encrypted: true,
+    };
+    const IMPLICIT: Mode = Mode {
+        greet: true,
+        offer_starttls: false,
+        encrypted: true,
+    };
+}
+
+/// Speaks SMTP on `stream` until the client quits or goes away (`None`), or accepts
+/// its `STARTTLS` (the stream back, to be upgraded).
+async fn converse<S>(stream: S, mode: Mode, shared: &Shared) -> Option<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = BufReader::new(stream);
+    if mode.greet {
+        say(&mut conn, b"220 sink.test ESMTP ready\r\n").await?;
     }
     let (mut from, mut recipients) = (String::new(), Vec::new());
     let mut line = String::new();
     loop {
         line.clear();
-        match reader.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        if conn.read_line(&mut line).await.ok()? == 0 {
+            return None;
         }
         let command = line.trim_end().to_owned();
         let verb = command
@@ -168,14 +303,30 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notif
             .next()
             .unwrap_or_default()
             .to_ascii_uppercase();
+        shared.lock().commands.push(Command {
+            verb: verb.clone(),
+            encrypted: mode.encrypted,
+        });
         let reply: String = match verb.as_str() {
             "EHLO" | "HELO" => {
-                if lock().stall {
+                if shared.lock().stall {
                     // Never answer: the client waits until it gives up or dies.
                     std::future::pending::<()>().await;
                 }
-                "250-sink.test\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned()
+                let starttls = if mode.offer_starttls {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
+                format!("250-sink.test\r\n250-8BITMIME\r\n{starttls}250 SMTPUTF8")
             }
+            "STARTTLS" if mode.offer_starttls => {
+                say(&mut conn, b"220 2.0.0 ready to start TLS\r\n").await?;
+                // Anything the client sent after STARTTLS is dropped with the buffer
+                // (RFC 3207 §4.2: no plaintext may be carried into the TLS session).
+                return Some(conn.into_inner());
+            }
+            "STARTTLS" => "502 5.5.1 STARTTLS not offered".to_owned(),
             "MAIL" => {
                 from = address_in(&command);
                 recipients.clear();
@@ -186,18 +337,10 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notif
                 "250 2.1.5 ok".to_owned()
             }
             "DATA" => {
-                if write
-                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                let Some(data) = read_data(&mut reader).await else {
-                    return;
-                };
+                say(&mut conn, b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                let data = read_data(&mut conn).await?;
                 let reply = {
-                    let mut state = lock();
+                    let mut state = shared.lock();
                     state.data_attempts += 1;
                     let reply = state
                         .data_replies
@@ -208,11 +351,12 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notif
                             from: from.clone(),
                             recipients: recipients.clone(),
                             data,
+                            encrypted: mode.encrypted,
                         });
                     }
                     reply
                 };
-                changed.notify_waiters();
+                shared.changed.notify_waiters();
                 reply
             }
             "RSET" => {
@@ -221,19 +365,19 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notif
             }
             "NOOP" => "250 2.0.0 ok".to_owned(),
             "QUIT" => {
-                let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
-                return;
+                let _ = say(&mut conn, b"221 2.0.0 bye\r\n").await;
+                return None;
             }
             _ => "502 5.5.2 command not recognized".to_owned(),
         };
-        if write
-            .write_all(format!("{reply}\r\n").as_bytes())
-            .await
-            .is_err()
-        {
-            return;
-        }
+        say(&mut conn, format!("{reply}\r\n").as_bytes()).await?;
     }
+}
+
+/// Writes `bytes` and flushes them (a TLS stream buffers until flushed).
+async fn say<S: AsyncWrite + Unpin>(conn: &mut S, bytes: &[u8]) -> Option<()> {
+    conn.write_all(bytes).await.ok()?;
+    conn.flush().await.ok()
 }
 
 /// The address between `<` and `>` of a MAIL or RCPT command.
@@ -246,7 +390,7 @@ fn address_in(command: &str) -> String {
 }
 
 /// Lines up to the lone `.`, with leading dots unstuffed (RFC 5321 4.5.2).
-async fn read_data(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<Vec<u8>> {
+async fn read_data<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Option<Vec<u8>> {
     let mut data = Vec::new();
     let mut line = Vec::new();
     loop {

@@ -2,9 +2,10 @@
 //! and due-date reminders, validated into its own option types.
 
 use std::ops::RangeInclusive;
+use std::path::Path;
 use std::time::Duration;
 
-use aistack_collab::email::{EmailOptions, SmtpTls, UnsubscribeKey};
+use aistack_collab::email::{EmailOptions, SmtpTls, TrustedCa, UnsubscribeKey};
 use serde_saphyr::Spanned;
 
 use super::error::Diagnostics;
@@ -47,8 +48,13 @@ fn duration(
     }
 }
 
-/// The email options of `backend.email`, or `None` with errors recorded in `d`.
-pub(super) fn email(d: &mut Diagnostics, conf: &EmailConf) -> Option<EmailOptions> {
+/// The email options of `backend.email` (files relative to `base_dir`), or `None` with
+/// errors recorded in `d`.
+pub(super) fn email(
+    d: &mut Diagnostics,
+    conf: &EmailConf,
+    base_dir: &Path,
+) -> Option<EmailOptions> {
     let errors = d.error_count();
     let secret = &conf.unsubscribe_secret;
     if secret.value.len() < MIN_SECRET {
@@ -92,6 +98,21 @@ pub(super) fn email(d: &mut Diagnostics, conf: &EmailConf) -> Option<EmailOption
         SmtpTlsConf::Starttls => SmtpTls::StartTls,
         SmtpTlsConf::Tls => SmtpTls::Implicit,
     };
+    if let Some(ca) = &conf.smtp_tls_ca {
+        let ca_key = format!("{key}.smtp_tls_ca");
+        if options.smtp_tls == SmtpTls::None {
+            d.error(
+                &ca.referenced,
+                &ca_key,
+                "has no effect with `smtp_tls: none`: use `starttls` or `tls`",
+            );
+        } else if let Some(certs) = super::tls::read_ca(d, ca, &ca_key, base_dir) {
+            options.smtp_tls_ca = Some(TrustedCa {
+                path: base_dir.join(&ca.value),
+                certificates: certs.into_iter().map(|c| c.to_vec()).collect(),
+            });
+        }
+    }
     match (&conf.smtp_user, &conf.smtp_password) {
         (Some(user), password) => {
             let password = password
@@ -188,19 +209,17 @@ pub(super) fn email(d: &mut Diagnostics, conf: &EmailConf) -> Option<EmailOption
         return None;
     }
     // What the SMTP transport itself refuses: an address it cannot parse, a host name
-    // TLS cannot check.
+    // TLS cannot check, a CA certificate that is no trust anchor.
     if let Err(e) = options.check() {
-        let at = if e.starts_with("email from") {
-            &conf.from.referenced
-        } else {
-            &conf.smtp_host.referenced
+        let at = match e.setting {
+            "from" => &conf.from.referenced,
+            "smtp_tls_ca" => conf
+                .smtp_tls_ca
+                .as_ref()
+                .map_or(&conf.smtp_host.referenced, |ca| &ca.referenced),
+            _ => &conf.smtp_host.referenced,
         };
-        let which = if e.starts_with("email from") {
-            "from"
-        } else {
-            "smtp_host"
-        };
-        d.error(at, format!("{key}.{which}"), e);
+        d.error(at, format!("{key}.{}", e.setting), e.message);
         return None;
     }
     Some(options)

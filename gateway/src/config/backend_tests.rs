@@ -173,3 +173,87 @@ fn bad_email_settings_are_all_named_by_place_and_key() {
     assert_eq!(e.0[0].key, "backend.email.smtp_pass", "{e}");
     assert!(e.0[0].message.contains("unknown field"), "{e}");
 }
+
+/// A self-signed CA certificate, PEM.
+fn ca_pem() -> String {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("key");
+    params.self_signed(&key).expect("CA").pem()
+}
+
+fn with_ca(tls: &str, ca: &str) -> String {
+    format!(
+        "backend:\n  email:\n    smtp_host: mail.internal\n    smtp_tls: {tls}\n    smtp_tls_ca: {ca}\n    from: n@example.com\n    unsubscribe_secret: ${{UNSUB}}\n"
+    )
+}
+
+fn load_in(dir: &Path, text: &str) -> Result<GatewayConfig, ConfigErrors> {
+    load_str(text, "test.yaml", dir, Path::new("/tmp/data"), &env)
+}
+
+#[test]
+fn an_smtp_ca_file_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pem = ca_pem();
+    std::fs::write(dir.path().join("smtp-ca.pem"), format!("{pem}{pem}")).expect("write");
+    let cfg = load_in(dir.path(), &with_ca("starttls", "smtp-ca.pem")).expect("valid");
+    let shown = super::redact::redacted(&cfg).to_string();
+    let email = cfg.backend.email.expect("email");
+    let ca = email.smtp_tls_ca.expect("the CA");
+    assert_eq!(ca.path, dir.path().join("smtp-ca.pem"));
+    assert_eq!(ca.certificates.len(), 2);
+    // The admin API names the file.
+    assert!(shown.contains("smtp-ca.pem"), "{shown}");
+    // Without the key: none, the Mozilla roots only.
+    let minimal = "backend:\n  email:\n    smtp_host: h.example\n    from: n@example.com\n    unsubscribe_secret: ${UNSUB}\n";
+    let email = load_in(dir.path(), minimal).expect("valid").backend.email;
+    assert!(email.expect("email").smtp_tls_ca.is_none());
+}
+
+#[test]
+fn a_bad_smtp_ca_file_is_named_by_place_and_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("text.pem"), "no certificate here\n").expect("write");
+    std::fs::write(
+        dir.path().join("broken.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("junk.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("ca.pem"), ca_pem()).expect("write");
+    for (tls, file, message) in [
+        ("tls", "missing.pem", "cannot read PEM certificates from"),
+        (
+            "starttls",
+            "text.pem",
+            "no PEM certificate (`BEGIN CERTIFICATE`)",
+        ),
+        (
+            "starttls",
+            "broken.pem",
+            "cannot read PEM certificates from",
+        ),
+        ("tls", "junk.pem", "certificate 1 in"),
+        ("none", "ca.pem", "has no effect with `smtp_tls: none`"),
+    ] {
+        let e = load_in(dir.path(), &with_ca(tls, file)).expect_err(file);
+        assert_eq!(e.0.len(), 1, "{e}");
+        let error = &e.0[0];
+        assert_eq!(
+            (error.key.as_str(), error.line, error.column),
+            ("backend.email.smtp_tls_ca", 5, 18),
+            "{e}"
+        );
+        assert!(error.message.contains(message), "{file}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with("test.yaml:5:18: `backend.email.smtp_tls_ca`: "),
+            "{e}"
+        );
+    }
+}

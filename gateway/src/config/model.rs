@@ -237,7 +237,7 @@ pub(super) fn validate(
         .backend
         .email
         .as_ref()
-        .and_then(|conf| super::backend::email(&mut d, conf));
+        .and_then(|conf| super::backend::email(&mut d, conf, base_dir));
     let (due_soon_window, due_soon_scan) = super::backend::due_soon(&mut d, &file.backend.due_soon);
     let database_url = env("DATABASE_URL")
         .or_else(|| file.database.url.as_ref().map(|u| u.value.clone()))

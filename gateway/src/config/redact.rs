@@ -87,6 +87,7 @@ fn email(e: &aistack_collab::email::EmailOptions) -> Value {
             SmtpTls::StartTls => "starttls",
             SmtpTls::Implicit => "tls",
         },
+        "smtp_tls_ca": e.smtp_tls_ca.as_ref().map(|ca| ca.path.display().to_string()),
         "smtp_user": e.smtp_credentials.as_ref().map(|(user, _)| user),
         "smtp_password": e.smtp_credentials.as_ref().map(|_| REDACTED),
         "smtp_timeout": dur(e.smtp_timeout),

@@ -124,6 +124,10 @@ pub struct EmailConf {
     /// Default `starttls`.
     #[serde(default)]
     pub smtp_tls: Option<SmtpTlsConf>,
+    /// A PEM file of CA certificates trusted for the server's certificate besides the
+    /// Mozilla roots (relative to the config file's folder). Default none.
+    #[serde(default)]
+    pub smtp_tls_ca: Option<Spanned<String>>,
     /// SMTP AUTH user (none).
     #[serde(default)]
     pub smtp_user: Option<Spanned<String>>,

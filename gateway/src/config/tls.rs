@@ -19,6 +19,8 @@ use rustls::sign::CertifiedKey;
 use serde_saphyr::{Location, Spanned};
 
 use super::error::Diagnostics;
+/// `backend.email.smtp_tls_ca` is read like the CA files here.
+pub(super) use pem::read_ca;
 use surface::VersionText;
 pub use surface::{ListenerTlsConf, UpstreamTlsConf};
 

@@ -47,7 +47,7 @@ pub fn options_for(sink: &SmtpSink) -> EmailOptions {
 }
 
 /// Sets `who`'s address and other preferences.
-async fn prefer(served: &Served, who: &Person, body: serde_json::Value) {
+pub(super) async fn prefer(served: &Served, who: &Person, body: serde_json::Value) {
     let r = served
         .call(
             Some(who),
@@ -65,7 +65,7 @@ async fn outbox(app: &TestApp, who: &Person) -> Vec<OutboxEmail> {
 }
 
 /// Waits until `who`'s outbox satisfies `predicate`.
-async fn outbox_until(
+pub(super) async fn outbox_until(
     app: &TestApp,
     who: &Person,
     what: &str,

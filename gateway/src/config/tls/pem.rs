@@ -119,7 +119,8 @@ pub(super) fn read_certs(
     None
 }
 
-pub(super) fn read_ca(
+/// Reads the CA bundle named by `at` (relative to `base_dir`).
+pub(in crate::config) fn read_ca(
     d: &mut Diagnostics,
     at: &Spanned<String>,
     key: &str,
