@@ -176,7 +176,7 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path, upgrade: bool) -> Ex
         }
         None => side.wait_for_stop_signal(),
     }
-    side.shutdown();
+    side.shutdown(cfg.server.grace_period);
     ExitCode::SUCCESS
 }
 

@@ -328,3 +328,74 @@ async fn upgrade_with_nothing_to_take_over_fails_at_once() {
         .await,
     );
 }
+
+/// Fresh-connection GETs of `url` until `stop`: (answered 200, failures).
+fn hammer(url: String, stop: &Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    let stop = Arc::clone(stop);
+    tokio::spawn(async move {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !stop.load(Ordering::SeqCst) && ok + failed.len() < 50_000 {
+            match client
+                .get(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == 200 => ok += 1,
+                Ok(r) => failed.push(format!("{url}: status {}", r.status())),
+                Err(e) => failed.push(format!("{url}: {e:?}")),
+            }
+        }
+        (ok, failed)
+    })
+}
+
+#[tokio::test]
+async fn up_upgrade_hands_the_backend_over_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = Ports::free();
+    let config_a = render(aistack_e2e::UP_CONFIG, ports);
+    let mut a = Aistack::start("up", &config_a, ports, dir.path()).await;
+    let hash_a = status_hash(&a).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = [
+        hammer(a.url("/api/v1/healthz"), &stop),
+        hammer(
+            format!("http://127.0.0.1:{}/api/v1/healthz", ports.backend),
+            &stop,
+        ),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The same, and a second listener: another config hash.
+    let added = free_port();
+    let config_b = config_a.replacen(
+        "listeners:\n",
+        &format!("listeners:\n  - address: 127.0.0.1:{added}\n"),
+        1,
+    );
+    let b = Aistack::start_upgrade("up", "b.yaml", &config_b, ports, dir.path()).await;
+    drained(&mut a, Instant::now()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for task in load {
+        let (ok, failed) = task.await.expect("load client");
+        assert!(
+            ok > 0 && failed.is_empty(),
+            "{ok} answered, failed: {failed:?}\nB:\n{}",
+            b.output()
+        );
+    }
+    assert_ne!(status_hash(&b).await, hash_a, "the admin API answers for B");
+    for url in [
+        format!("http://127.0.0.1:{}/api/v1/healthz", ports.backend),
+        format!("http://127.0.0.1:{added}/api/v1/healthz"),
+    ] {
+        let r = reqwest::get(&url).await.expect("request");
+        assert_eq!(r.status(), 200, "{url}");
+    }
+}

@@ -30,6 +30,9 @@ pub(super) struct SideRuntime {
     admin_stop: tokio::sync::watch::Sender<bool>,
     admin_state: Option<AdminState>,
     backend: Option<(aistack_collab::Db, aistack_collab::BackendOptions)>,
+    /// The admin API's and the backend's serve tasks, awaited at the stop so requests in
+    /// flight finish (dropping the runtime would cut them).
+    serving: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The database the gateway's key store and the collaboration backend share.
@@ -75,6 +78,7 @@ pub(super) fn start(
         admin_stop,
         admin_state: mode.gateway().then_some(admin_state),
         backend,
+        serving: Vec::new(),
     })
 }
 
@@ -152,7 +156,7 @@ impl SideRuntime {
             let listener = to_tokio(listener)?;
             let app = admin::router(state);
             let stop = self.admin_stop.subscribe();
-            self.runtime.spawn(async move {
+            let task = self.runtime.spawn(async move {
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(wait_stop(stop))
                     .await
@@ -160,11 +164,12 @@ impl SideRuntime {
                     tracing::error!("admin API stopped: {e}");
                 }
             });
+            self.serving.push(task);
         }
         if let (Some(listener), Some((db, options))) = (backend, self.backend.take()) {
             let listener = to_tokio(listener)?;
             let stop = self.stop.subscribe();
-            self.runtime.spawn(async move {
+            let task = self.runtime.spawn(async move {
                 let served =
                     aistack_collab::serve_with(listener, db.clone(), options, wait_stop(stop))
                         .await;
@@ -173,6 +178,7 @@ impl SideRuntime {
                 }
                 db.close().await;
             });
+            self.serving.push(task);
         }
         Ok(())
     }
@@ -226,10 +232,28 @@ impl SideRuntime {
         });
     }
 
-    pub(super) fn shutdown(self) {
+    /// Stops accepting, lets the admin API's and the backend's requests in flight finish
+    /// (up to `grace`), then stops everything.
+    pub(super) fn shutdown(self, grace: Duration) {
         self.admin_stop.send_replace(true);
         self.stop.send_replace(true);
+        let serving = join_all(self.serving);
+        if self
+            .runtime
+            .block_on(async { tokio::time::timeout(grace, serving).await })
+            .is_err()
+        {
+            tracing::warn!(
+                "connections to the admin API or the backend still open after {grace:?}: closed"
+            );
+        }
         self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+async fn join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
     }
 }
 
