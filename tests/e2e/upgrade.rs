@@ -1,8 +1,9 @@
 //! Binary upgrade through the real binary: `aistack gateway --upgrade` takes the listening
 //! sockets (proxy and admin API) over from the running gateway under load, binds the
 //! listener its config adds, closes the one it drops, and the old process drains and
-//! exits; not one request or connection fails. And `--upgrade` with nothing to take over
-//! from fails at once with one line.
+//! exits; not one request or connection fails. `up --upgrade` hands the backend's socket
+//! over too; an upgrade turns TLS on for a listener a reload cannot change. And
+//! `--upgrade` with nothing to take over from fails at once with one line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -398,4 +399,43 @@ async fn up_upgrade_hands_the_backend_over_too() {
         let r = reqwest::get(&url).await.expect("request");
         assert_eq!(r.status(), 200, "{url}");
     }
+}
+
+#[tokio::test]
+async fn upgrade_turns_tls_on_for_a_listener() {
+    use crate::tls_support::{Ca, Client, request};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("upgrade CA");
+    ca.server(&["a.test"]).write(dir.path(), "a");
+    let ports = Ports::free();
+    let (ua, ub) = (Flaky::start("a").await, Flaky::start("b").await);
+    let mut a = Aistack::start(
+        "gateway",
+        &config(ports, &[ports.proxy], &ua),
+        ports,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(who(ports.proxy).await.as_deref(), Ok("a"));
+
+    // The same address, now with TLS: a reload cannot do that, an upgrade can.
+    let plain = format!("  - address: 127.0.0.1:{}", ports.proxy);
+    let tls = format!(
+        "{plain}\n    tls:\n      certificates:\n        - cert: a.pem\n          key: a.key"
+    );
+    let config_b = config(ports, &[ports.proxy], &ub).replace(&plain, &tls);
+    let b = Aistack::start_upgrade("gateway", "b.yaml", &config_b, ports, dir.path()).await;
+    drained(&mut a, Instant::now()).await;
+    let mut stream = Client::trusting(&ca)
+        .connect(ports.proxy, "a.test")
+        .await
+        .unwrap_or_else(|e| panic!("TLS on the taken-over socket: {e}\n{}", b.output()));
+    let (head, body) = request(&mut stream, "a.test", "/who")
+        .await
+        .expect("request");
+    assert!(
+        head.to_ascii_lowercase().starts_with("http/1.1 200"),
+        "{head}"
+    );
+    assert!(body.contains(r#""upstream":"b""#), "{body}");
 }
