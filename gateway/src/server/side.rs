@@ -25,9 +25,10 @@ pub(super) struct SideRuntime {
     runtime: tokio::runtime::Runtime,
     /// Everything stops (after the proxy has).
     stop: tokio::sync::watch::Sender<bool>,
-    /// The admin API stops accepting: at the stop, or as soon as this process has handed
-    /// its sockets to a successor (so `/status` answers for the new process only).
-    admin_stop: tokio::sync::watch::Sender<bool>,
+    /// Set once this process has handed its sockets to a successor: the admin API and the
+    /// backend stop accepting (see [`UntilHandedOver`]), so `/status` answers for the new
+    /// process.
+    handed_over: tokio::sync::watch::Sender<bool>,
     admin_state: Option<AdminState>,
     backend: Option<(aistack_collab::Db, aistack_collab::BackendOptions)>,
     /// The admin API's and the backend's serve tasks, awaited at the stop so requests in
@@ -61,7 +62,7 @@ pub(super) fn start(
         .build()
         .map_err(|e| format!("cannot start the side runtime: {e}"))?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let (admin_stop, _) = tokio::sync::watch::channel(false);
+    let (handed_over, _) = tokio::sync::watch::channel(false);
     let watch = cfg.server.watch.then_some(cfg.server.watch_interval);
     let (admin_state, backend) = runtime.block_on(prepare(
         mode,
@@ -75,7 +76,7 @@ pub(super) fn start(
     Ok(SideRuntime {
         runtime,
         stop,
-        admin_stop,
+        handed_over,
         admin_state: mode.gateway().then_some(admin_state),
         backend,
         serving: Vec::new(),
@@ -151,11 +152,10 @@ impl SideRuntime {
         admin: Option<TcpListener>,
         backend: Option<TcpListener>,
     ) -> Result<(), String> {
-        let _guard = self.runtime.enter();
         if let (Some(listener), Some(state)) = (admin, self.admin_state.take()) {
-            let listener = to_tokio(listener)?;
+            let listener = self.until_handed_over(listener)?;
             let app = admin::router(state);
-            let stop = self.admin_stop.subscribe();
+            let stop = self.stop.subscribe();
             let task = self.runtime.spawn(async move {
                 if let Err(e) = axum::serve(listener, app)
                     .with_graceful_shutdown(wait_stop(stop))
@@ -167,7 +167,7 @@ impl SideRuntime {
             self.serving.push(task);
         }
         if let (Some(listener), Some((db, options))) = (backend, self.backend.take()) {
-            let listener = to_tokio(listener)?;
+            let listener = self.until_handed_over(listener)?;
             let stop = self.stop.subscribe();
             let task = self.runtime.spawn(async move {
                 let served =
@@ -184,14 +184,15 @@ impl SideRuntime {
     }
 
     /// Follows Pingora's phases: once the listening sockets went to a successor (SIGQUIT),
-    /// the admin API stops accepting here (the successor answers on the same socket); from
+    /// the admin API and the backend stop accepting here (the successor accepts on the same
+    /// sockets); from
     /// then on, and from SIGTERM, the proxy is `draining` (see [`crate::proxy::Gateway`]).
     pub(super) fn follow(
         &self,
         mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
         draining: Arc<AtomicBool>,
     ) {
-        let admin_stop = self.admin_stop.clone();
+        let handed_over = self.handed_over.clone();
         self.runtime.spawn(async move {
             while let Ok(phase) = phases.recv().await {
                 match phase {
@@ -200,10 +201,10 @@ impl SideRuntime {
                     }
                     ExecutionPhase::GracefulUpgradeCloseTimeout => {
                         tracing::info!(
-                            "listening sockets handed over: the admin API is the new process's now; draining"
+                            "listening sockets handed over: the admin API and the backend are the new process's now; draining"
                         );
                         draining.store(true, Ordering::Relaxed);
-                        admin_stop.send_replace(true);
+                        handed_over.send_replace(true);
                     }
                     ExecutionPhase::GracefulTerminate => draining.store(true, Ordering::Relaxed),
                     _ => {}
@@ -235,7 +236,6 @@ impl SideRuntime {
     /// Stops accepting, lets the admin API's and the backend's requests in flight finish
     /// (up to `grace`), then stops everything.
     pub(super) fn shutdown(self, grace: Duration) {
-        self.admin_stop.send_replace(true);
         self.stop.send_replace(true);
         let serving = join_all(self.serving);
         if self
@@ -279,11 +279,63 @@ fn backend_options(
     options
 }
 
-fn to_tokio(listener: TcpListener) -> Result<tokio::net::TcpListener, String> {
-    listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-        .map_err(|e| format!("cannot use listener: {e}"))
+impl SideRuntime {
+    fn until_handed_over(&self, listener: TcpListener) -> Result<UntilHandedOver, String> {
+        let _guard = self.runtime.enter();
+        let inner = listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(listener))
+            .map_err(|e| format!("cannot use listener: {e}"))?;
+        Ok(UntilHandedOver {
+            inner,
+            handed_over: self.handed_over.subscribe(),
+        })
+    }
+}
+
+/// A listener that stops accepting, without closing, once the sockets were handed over:
+/// new connections wait in the accept queue the successor shares, and those accepted here
+/// are served until the stop. (Ending axum's serve at the hand-over instead would close
+/// connections accepted an instant before whose request it had not read yet.)
+struct UntilHandedOver {
+    inner: tokio::net::TcpListener,
+    handed_over: tokio::sync::watch::Receiver<bool>,
+}
+
+impl axum::serve::Listener for UntilHandedOver {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if *self.handed_over.borrow() {
+                std::future::pending::<()>().await;
+            }
+            tokio::select! {
+                // Cancel-safe: a connection not taken here stays queued.
+                accepted = self.inner.accept() => match accepted {
+                    Ok(connection) => return connection,
+                    // As axum's own listener: per-connection errors are skipped, others
+                    // (out of file descriptors) retried after a pause.
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused) => {}
+                    Err(e) => {
+                        tracing::error!("accept: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                changed = self.handed_over.changed() => {
+                    // No sender: the side runtime is stopping; accept nothing more.
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 async fn wait_stop(mut stop: tokio::sync::watch::Receiver<bool>) {
