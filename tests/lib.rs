@@ -141,11 +141,52 @@ impl Aistack {
         dir: &Path,
         env: &[(&str, &str)],
     ) -> Aistack {
-        let config_path = dir.join("aistack.yaml");
+        let mut gw = Self::spawn(&[mode], "aistack.yaml", config, ports, dir, env);
+        gw.wait_ready(mode).await;
+        gw
+    }
+
+    /// `aistack MODE --upgrade` with `config` (written as `config_name` in `dir`) and the
+    /// data directory of the aistack started in `dir`, whose sockets it takes over;
+    /// returns once it says it started (the admin API answers either way, so that is
+    /// no sign). Panics if it exits first.
+    pub async fn start_upgrade(
+        mode: &str,
+        config_name: &str,
+        config: &str,
+        ports: Ports,
+        dir: &Path,
+    ) -> Aistack {
+        let mut gw = Self::spawn(&[mode, "--upgrade"], config_name, config, ports, dir, &[]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !gw.output().contains("aistack gateway started") {
+            if let Some(status) = gw.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("aistack --upgrade exited ({status}):\n{}", gw.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aistack --upgrade not started after 60 s:\n{}",
+                gw.output()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gw
+    }
+
+    /// Starts `aistack ARGS… --config DIR/CONFIG_NAME --data-dir DIR/data`, not waiting.
+    fn spawn(
+        args: &[&str],
+        config_name: &str,
+        config: &str,
+        ports: Ports,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Aistack {
+        let config_path = dir.join(config_name);
         std::fs::write(&config_path, config).expect("write config");
         let data_dir = dir.join("data");
         let mut child = Command::new(aistack_bin())
-            .arg(mode)
+            .args(args)
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")
@@ -180,15 +221,31 @@ impl Aistack {
                 }
             });
         }
-        let mut gw = Aistack {
+        Aistack {
             child: Some(child),
             ports,
             data_dir,
             config_path,
             output,
-        };
-        gw.wait_ready(mode).await;
-        gw
+        }
+    }
+
+    /// Waits up to `within` for the process to exit by itself; its status, or `None`.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_ready(&mut self, mode: &str) {

@@ -103,16 +103,21 @@ pub async fn serve(
     serve_with(listener, db, options, shutdown).await
 }
 
-/// [`serve`] with explicit [`BackendOptions`] instead of the environment's.
+/// [`serve`] with explicit [`BackendOptions`] instead of the environment's, on any axum
+/// listener (the gateway's stops accepting when it hands its sockets to a successor).
 ///
 /// # Errors
 /// An I/O error from the listener.
-pub async fn serve_with(
-    listener: TcpListener,
+pub async fn serve_with<L>(
+    listener: L,
     db: Db,
     options: BackendOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     storage::sweep_partial(&options.storage_root).await;
     let hub = notifications::hub::Hub::new();
     let sweep = options.dispatch_sweep;

@@ -45,4 +45,9 @@ pub struct RunArgs {
     /// Data directory (SQLite database, files); created if missing.
     #[arg(long, default_value = "data")]
     pub data_dir: PathBuf,
+    /// Replace the aistack serving from the same data directory without refusing a
+    /// connection: take over its listening sockets (Pingora's graceful upgrade), then it
+    /// drains and exits. Linux only; `gateway` and `up` only.
+    #[arg(long)]
+    pub upgrade: bool,
 }

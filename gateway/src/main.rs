@@ -13,9 +13,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up(args) => server::run(Mode::Up, &args.config, &args.data_dir),
-        Command::Gateway(args) => server::run(Mode::Gateway, &args.config, &args.data_dir),
-        Command::Collab(args) => server::run(Mode::Collab, &args.config, &args.data_dir),
+        Command::Up(args) => server::run(Mode::Up, &args.config, &args.data_dir, args.upgrade),
+        Command::Gateway(args) => {
+            server::run(Mode::Gateway, &args.config, &args.data_dir, args.upgrade)
+        }
+        Command::Collab(args) => {
+            server::run(Mode::Collab, &args.config, &args.data_dir, args.upgrade)
+        }
         Command::Validate { file } => server::validate(&file),
         Command::Consumers(args) => aistack_gateway::cli::keys::consumers(&args),
         Command::Keys(args) => aistack_gateway::cli::keys::keys(&args),

@@ -126,8 +126,9 @@ fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::Gatew
     if shape(old) != shape(new) {
         // Certificates, keys, client CAs and `min_version` apply on reload (see `tls`).
         tracing::warn!(
-            "listener changes (addresses, TLS on or off, `tls.http2`) take effect after a \
-             restart (or a graceful upgrade)"
+            "listener changes (addresses, TLS on or off, `tls.http2`) take effect in a new \
+             process: `aistack gateway --upgrade` (or `up --upgrade`) starts one without \
+             refusing connections"
         );
     }
     if old.admin.address != new.admin.address || old.backend.address != new.backend.address {

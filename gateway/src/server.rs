@@ -1,25 +1,28 @@
-//! Process wiring: load the config, probe the ports, build the first snapshot,
-//! start the side runtime (admin API, collaboration backend, SIGHUP reload),
-//! then run Pingora until it is told to stop.
+//! Process wiring: load the config, bind the ports (or take them over from the
+//! running process: [`handover`]), build the first snapshot, start the side runtime
+//! (admin API, collaboration backend, SIGHUP reload: `side.rs`), then run Pingora until
+//! it is told to stop.
 
-use std::net::{SocketAddr, TcpListener};
+mod fd;
+pub mod handover;
+mod procfs;
+mod side;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 
 use crate::admin::{self, AdminState};
 use crate::config::{self, GatewayConfig};
-use crate::keys::{self, KeyCache, KeyStore};
+use crate::keys::{self, KeyCache};
 use crate::observability::{Metrics, logging};
 use crate::proxy::Gateway;
 use crate::reload::Reloader;
 use crate::snapshot::{Snapshot, SnapshotHandle};
-use crate::upstream::{self, HealthRegistry};
+use crate::upstream::HealthRegistry;
 use crate::wasm::{RuntimeOptions, WasmRuntime};
 
 /// What `run` starts.
@@ -73,9 +76,15 @@ pub fn validate(file: &Path) -> ExitCode {
     }
 }
 
-/// Starts the product in `mode` and blocks until it stops.
-pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
+/// Starts the product in `mode` and blocks until it stops. With `upgrade`, takes the
+/// listening sockets over from the aistack serving from `data_dir` (see [`handover`]).
+pub fn run(mode: Mode, config_path: &Path, data_dir: &Path, upgrade: bool) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
+    if upgrade && !mode.gateway() {
+        return fail(
+            "--upgrade is for `aistack gateway` and `aistack up` (the processes Pingora runs)",
+        );
+    }
     let cfg = match config::load_file(config_path, data_dir, &env) {
         Ok(cfg) => cfg,
         Err(errors) => return fail_config(&errors),
@@ -91,8 +100,16 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
             data_dir.display()
         ));
     }
-    let ports = match probe_ports(mode, &cfg) {
-        Ok(p) => p,
+    let predecessor = match upgrade.then(|| handover::Predecessor::find(data_dir)) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(msg)) => return fail(&msg),
+    };
+    let serve_backend = mode != Mode::Gateway && cfg.backend.enabled;
+    let bound = match handover::wanted(&cfg, mode.gateway(), serve_backend)
+        .and_then(|wanted| handover::bind(wanted, predecessor.as_ref()))
+    {
+        Ok(b) => b,
         Err(msg) => return fail(&msg),
     };
     let metrics = Metrics::new();
@@ -131,17 +148,58 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path) -> ExitCode {
         ),
         keys: None,
     };
-    let side = match start_side_runtime(mode, &cfg, ports, admin_state, reloader, key_cache) {
+    let database = side::Database {
+        url: cfg.database_url.clone(),
+        key_cache,
+        backend: cfg.backend.clone(),
+    };
+    let mut side = match side::start(mode, &cfg, admin_state, reloader, database, serve_backend) {
         Ok(side) => side,
         Err(msg) => return fail(&msg),
     };
-    if mode.gateway() {
-        run_pingora(&cfg, data_dir, snapshots, metrics);
-    } else {
-        side.wait_for_stop_signal();
+    // Everything that can refuse the config has run: only now is the running process
+    // told to hand over.
+    let (table, sockets) = match open_sockets(mode, bound, predecessor.as_ref(), data_dir) {
+        Ok(opened) => opened,
+        Err(msg) => return fail(&msg),
+    };
+    if let Err(msg) = side.serve(sockets.admin, sockets.backend) {
+        return fail(&msg);
     }
-    side.shutdown();
+    match table {
+        Some(table) => {
+            if let Err(msg) = handover::write_pid_file(data_dir) {
+                return fail(&msg);
+            }
+            run_pingora(&cfg, data_dir, snapshots, metrics, table, &side);
+            handover::remove_pid_file(data_dir);
+        }
+        None => side.wait_for_stop_signal(),
+    }
+    side.shutdown(cfg.server.grace_period);
     ExitCode::SUCCESS
+}
+
+/// The sockets to serve from: bound at start, plus (upgrading) those taken over from
+/// `old`; the gateway's in the table Pingora serves and hands over from.
+fn open_sockets(
+    mode: Mode,
+    bound: handover::Bound,
+    old: Option<&handover::Predecessor>,
+    data_dir: &Path,
+) -> Result<(Option<handover::SocketTable>, handover::Sockets), String> {
+    let mut sockets = match old {
+        Some(old) => bound.take_over(old, data_dir)?,
+        None => bound.into_sockets()?,
+    };
+    if !mode.gateway() {
+        return Ok((None, sockets));
+    }
+    let others: Vec<&std::net::TcpListener> =
+        sockets.admin.iter().chain(sockets.backend.iter()).collect();
+    let table = handover::SocketTable::new(std::mem::take(&mut sockets.proxy), &others)
+        .map_err(|e| format!("cannot use the listening sockets: {e}"))?;
+    Ok((Some(table), sockets))
 }
 
 /// The plugin runtime's options: the config's limits (`server.plugins`), a pool for
@@ -186,34 +244,6 @@ fn fail_config(errors: &config::ConfigErrors) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Listeners bound before Pingora starts, so a busy port is one clear line
-/// (Pingora would retry for ~30 s and then panic).
-struct BoundPorts {
-    admin: Option<TcpListener>,
-    backend: Option<TcpListener>,
-}
-
-fn probe_ports(mode: Mode, cfg: &GatewayConfig) -> Result<BoundPorts, String> {
-    let bind = |addr: SocketAddr, what: &str| {
-        TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
-    };
-    let mut ports = BoundPorts {
-        admin: None,
-        backend: None,
-    };
-    if mode.gateway() {
-        for (i, l) in cfg.listeners.iter().enumerate() {
-            // Released at once: Pingora binds it again.
-            drop(bind(l.address, &format!("listeners[{i}]"))?);
-        }
-        ports.admin = Some(bind(cfg.admin.address, "admin.address")?);
-    }
-    if mode != Mode::Gateway && cfg.backend.enabled {
-        ports.backend = Some(bind(cfg.backend.address, "backend.address")?);
-    }
-    Ok(ports)
-}
-
 fn raise_open_file_limit() {
     if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get()
         && soft < hard
@@ -222,216 +252,16 @@ fn raise_open_file_limit() {
     }
 }
 
-/// A tokio runtime on its own threads for everything that is not the proxy.
-struct SideRuntime {
-    runtime: tokio::runtime::Runtime,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl SideRuntime {
-    fn wait_for_stop_signal(&self) {
-        self.runtime.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
-            }
-            tracing::info!("stopping");
-        });
-    }
-
-    fn shutdown(self) {
-        let _ = self.stop.send(true);
-        self.runtime.shutdown_timeout(Duration::from_secs(5));
-    }
-}
-
-fn start_side_runtime(
-    mode: Mode,
+/// Runs the proxy on the sockets of `table` until SIGTERM (graceful), SIGINT (fast) or
+/// SIGQUIT (hand the sockets to a successor, then graceful).
+fn run_pingora(
     cfg: &GatewayConfig,
-    ports: BoundPorts,
-    admin_state: AdminState,
-    reloader: Arc<Reloader>,
-    key_cache: KeyCache,
-) -> Result<SideRuntime, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("aistack-side")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the side runtime: {e}"))?;
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let database = Database {
-        url: cfg.database_url.clone(),
-        key_cache,
-        backend: cfg.backend.clone(),
-    };
-    let watch = cfg.server.watch.then_some(cfg.server.watch_interval);
-    runtime.spawn(async move {
-        let result =
-            start_services(mode, ports, admin_state, reloader, database, watch, stop_rx).await;
-        let _ = ready_tx.send(result);
-    });
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(SideRuntime { runtime, stop }),
-        Ok(Err(msg)) => Err(msg),
-        Err(_) => Err("the side runtime stopped during start-up".to_owned()),
-    }
-}
-
-/// How long start-up waits for the key store's first load.
-const KEY_STORE_FIRST_LOAD: Duration = Duration::from_secs(3);
-
-/// The database the gateway's key store and the collaboration backend share.
-struct Database {
-    url: String,
-    /// The cache the key store fills (the plugin runtime already reads it).
-    key_cache: KeyCache,
-    /// The backend's settings from the config.
-    backend: config::model::BackendSettings,
-}
-
-async fn start_services(
-    mode: Mode,
-    ports: BoundPorts,
-    mut admin_state: AdminState,
-    reloader: Arc<Reloader>,
-    database: Database,
-    watch: Option<Duration>,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
-    let database_url = database.url;
-    if mode.gateway() {
-        spawn_sighup_reload(Arc::clone(&reloader))?;
-        if let Some(interval) = watch {
-            tokio::spawn(crate::reload::watch::run(
-                Arc::clone(&reloader),
-                interval,
-                stop.clone(),
-            ));
-        }
-        let snapshots = reloader.snapshots.clone();
-        tokio::spawn(upstream::checks::run_health_checks(
-            snapshots.clone(),
-            stop.clone(),
-        ));
-        tokio::spawn(upstream::checks::run_dns_refresh(
-            snapshots,
-            reloader.health.clone(),
-            stop.clone(),
-        ));
-        let store = KeyStore::new(&database_url, database.key_cache)
-            .map_err(|e| format!("cannot open the key store: {e}"))?;
-        // Keys loaded before the proxy serves, unless the database is down: then the
-        // gateway starts anyway (key-auth answers 503) and the poll keeps trying.
-        match tokio::time::timeout(KEY_STORE_FIRST_LOAD, store.refresh()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(
-                "key store: cannot load the keys, retrying every second (key-auth answers 503 until then): {e}"
-            ),
-            Err(_) => tracing::error!(
-                "key store: the database did not answer within {KEY_STORE_FIRST_LOAD:?}, retrying every second (key-auth answers 503 until then)"
-            ),
-        }
-        tokio::spawn(store.clone().poll(stop.clone()));
-        admin_state.keys = Some(store);
-    }
-    if let Some(listener) = ports.admin {
-        let listener = to_tokio(listener)?;
-        let app = admin::router(admin_state);
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let shutdown = wait_stop(stop);
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("admin API stopped: {e}");
-            }
-        });
-    }
-    if let Some(listener) = ports.backend {
-        let listener = to_tokio(listener)?;
-        let db = aistack_collab::Db::connect(&database_url)
-            .await
-            .map_err(|e| format!("cannot open the database: {e}"))?;
-        let options = backend_options(&db, database.backend);
-        tokio::spawn(async move {
-            let served =
-                aistack_collab::serve_with(listener, db.clone(), options, wait_stop(stop)).await;
-            if let Err(e) = served {
-                tracing::error!("collaboration backend stopped: {e}");
-            }
-            db.close().await;
-        });
-    }
-    Ok(())
-}
-
-/// The backend's options: the environment's (see [`aistack_collab::BackendOptions::from_env`]),
-/// with the config's due-date reminders and its email settings, which the environment's
-/// email variables override one by one.
-fn backend_options(
-    db: &aistack_collab::Db,
-    settings: config::model::BackendSettings,
-) -> aistack_collab::BackendOptions {
-    let mut options = aistack_collab::BackendOptions::from_env(db);
-    options.due_soon_window = settings.due_soon_window;
-    options.due_soon_scan = settings.due_soon_scan;
-    if settings.email.is_some() {
-        match aistack_collab::email::EmailOptions::from_env_over(settings.email) {
-            Ok(email) => options.email = email,
-            Err(e) => {
-                tracing::error!("email is off: {e}");
-                options.email = None;
-            }
-        }
-    }
-    options
-}
-
-fn to_tokio(listener: TcpListener) -> Result<tokio::net::TcpListener, String> {
-    listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(listener))
-        .map_err(|e| format!("cannot use listener: {e}"))
-}
-
-async fn wait_stop(mut stop: tokio::sync::watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Pingora does not handle SIGHUP (its default action kills the process):
-/// take it over before Pingora starts and reload the config on it.
-fn spawn_sighup_reload(reloader: Arc<Reloader>) -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup())
-        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            let r = Arc::clone(&reloader);
-            let _ = tokio::task::spawn_blocking(move || r.reload("SIGHUP")).await;
-        }
-    });
-    Ok(())
-}
-
-/// Runs the proxy until SIGTERM (graceful) or SIGINT (fast).
-fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, metrics: Metrics) {
+    data_dir: &Path,
+    snapshots: SnapshotHandle,
+    metrics: Metrics,
+    table: handover::SocketTable,
+    side: &side::SideRuntime,
+) {
     let grace = cfg.server.grace_period.as_secs().max(1);
     let conf = ServerConf {
         threads: cfg.server.threads,
@@ -439,15 +269,21 @@ fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, 
         work_stealing: false,
         grace_period_seconds: Some(grace),
         graceful_shutdown_timeout_seconds: Some(grace),
-        upgrade_sock: data_dir.join("upgrade.sock").display().to_string(),
-        pid_file: data_dir.join("aistack.pid").display().to_string(),
+        upgrade_sock: data_dir
+            .join(handover::UPGRADE_SOCKET)
+            .display()
+            .to_string(),
+        // Written by us (Pingora writes it only when it daemonizes).
+        pid_file: data_dir.join(handover::PID_FILE).display().to_string(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gateway = Gateway {
         snapshots: snapshots.clone(),
         metrics,
         access_log: cfg.server.access_log,
+        draining: Arc::clone(&draining),
     };
     // h2c: HTTP/2 with prior knowledge on plaintext listeners (gRPC clients use it);
     // HTTP/1.1 on the same port is unaffected.
@@ -480,7 +316,10 @@ fn run_pingora(cfg: &GatewayConfig, data_dir: &Path, snapshots: SnapshotHandle, 
             }
         }
     }
-    server.add_service(proxy);
+    // The proxy finds its sockets in Pingora's table, put there first.
+    let sockets = server.add_service(table);
+    server.add_service(proxy).add_dependency(&sockets);
+    side.follow(server.watch_execution_phase(), draining);
     server.bootstrap();
     let listeners: Vec<String> = cfg
         .listeners

@@ -11,8 +11,8 @@
 //!
 //! A reload swaps the snapshot, so the next handshake uses the new files; connections
 //! already established keep their session. What the `ServerConfig` itself holds — the
-//! ALPN protocols (`http2`) and whether the listener speaks TLS at all — needs a restart
-//! (or Pingora's graceful upgrade), like the listener's address.
+//! ALPN protocols (`http2`) and whether the listener speaks TLS at all — needs a new
+//! process (`--upgrade`: [`crate::server::handover`]), like the listener's address.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

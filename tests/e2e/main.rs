@@ -22,6 +22,7 @@ mod skeleton;
 mod timeouts;
 mod tls;
 mod tls_support;
+mod upgrade;
 mod upstreams;
 mod walkthrough;
 mod wasm_bodies;

@@ -3,7 +3,10 @@
 
 use tracing_subscriber::EnvFilter;
 
-const QUIET: &str = "pingora_core::connectors=off";
+/// Pingora's connection pool race (below), and its fd-transfer retries: the new process
+/// of an upgrade always logs "No incoming socket transfer" at error level once, as it
+/// listens before the old one is signalled; a real failure is reported by `--upgrade`.
+const QUIET: &str = "pingora_core::connectors=off,pingora_core::server::transfer_fd=off";
 
 /// Installs the global subscriber. `AISTACK_LOG` (a tracing filter) overrides
 /// `level`. Safe to call more than once (later calls do nothing).

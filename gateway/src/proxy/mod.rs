@@ -22,6 +22,7 @@ pub mod respond;
 mod upstream;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,6 +46,12 @@ pub struct Gateway {
     pub snapshots: SnapshotHandle,
     pub metrics: Metrics,
     pub access_log: bool,
+    /// Set once the process is on its way out (its sockets handed to a successor, or
+    /// SIGTERM): HTTP/1 responses then say `Connection: close`, so clients move to new
+    /// connections (served by the successor) instead of reusing one this process will
+    /// close when it stops: Pingora only does so for requests read after it stopped
+    /// accepting, and closes the connections kept alive then.
+    pub draining: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -137,7 +144,9 @@ impl ProxyHttp for Gateway {
         let server = &snapshot.config.server;
         // Only where the connection is to be kept at all (not after `Connection: close`
         // or an HTTP/1.0 request without keep-alive).
-        if session.as_ref().get_keepalive().is_some() {
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        } else if session.as_ref().get_keepalive().is_some() {
             session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
         }
         session
@@ -270,6 +279,10 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // A request read before the process began draining.
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         let head = session.req_header().method == http::Method::HEAD;
         self.response_filters(resp, ctx, head).await
     }

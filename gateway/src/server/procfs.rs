@@ -1,0 +1,114 @@
+//! Whether a process holds a listening TCP socket on an address (Linux `/proc`): lets an
+//! upgrade refuse an address some other program holds before it touches the running
+//! process, instead of finding out once that process was told to stop.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// The `st` column of a listening socket in `/proc/net/tcp*`.
+const TCP_LISTEN: &str = "0A";
+
+/// Whether process `pid` has a socket listening on exactly `address`.
+pub(super) fn listens_on(pid: i32, address: SocketAddr) -> io::Result<bool> {
+    let inodes = socket_inodes(pid)?;
+    let table = match address {
+        SocketAddr::V4(_) => "tcp",
+        SocketAddr::V6(_) => "tcp6",
+    };
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))?;
+    Ok(text.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        f.len() > 9
+            && f[3] == TCP_LISTEN
+            && parse_address(f[1]) == Some(address)
+            && f[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i))
+    }))
+}
+
+/// The inodes of the sockets among `pid`'s open files.
+fn socket_inodes(pid: i32) -> io::Result<HashSet<u64>> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(target) = std::fs::read_link(entry?.path()) else {
+            continue; // closed meanwhile
+        };
+        let target = target.to_string_lossy();
+        if let Some(n) = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+        {
+            inodes.insert(n);
+        }
+    }
+    Ok(inodes)
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6): the kernel prints each
+/// 32-bit word of the address in host byte order, the port as a number.
+fn parse_address(field: &str) -> Option<SocketAddr> {
+    let (ip, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let hex = ip.get(i * 8..i * 8 + 8)?;
+        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+    };
+    let ip = match ip.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_its_own_listener_and_no_other() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let pid = std::process::id() as i32;
+        assert!(listens_on(pid, address).expect("proc"));
+        let other = SocketAddr::new(address.ip(), address.port().wrapping_add(1).max(1));
+        assert!(!listens_on(pid, other).expect("proc"));
+        drop(listener);
+        assert!(!listens_on(pid, address).expect("proc"));
+    }
+
+    #[test]
+    fn finds_an_ipv6_listener() {
+        let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+            return; // no IPv6 loopback here
+        };
+        let address = listener.local_addr().expect("address");
+        assert!(listens_on(std::process::id() as i32, address).expect("proc"));
+    }
+
+    #[test]
+    fn parses_the_kernel_format() {
+        let v4 = if cfg!(target_endian = "little") {
+            "0100007F:1F90"
+        } else {
+            "7F000001:1F90"
+        };
+        assert_eq!(
+            parse_address(v4),
+            Some("127.0.0.1:8080".parse().expect("addr"))
+        );
+        assert_eq!(
+            parse_address("00000000000000000000000000000000:0050"),
+            Some("[::]:80".parse().expect("addr"))
+        );
+        assert_eq!(parse_address("zz:1"), None);
+        assert_eq!(parse_address("0100007F"), None);
+    }
+}
