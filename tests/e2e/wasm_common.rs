@@ -22,10 +22,18 @@ pub async fn start_with_server(
     body: &str,
 ) -> Aistack {
     let ports = Ports::free();
+    // A generous plugin call deadline (the default is 100 ms of wall time): on a loaded
+    // machine a worker thread can wait that long for a core in the middle of a guest call.
+    // The tests of the deadline itself set their own.
+    let deadline = if server_keys.contains("  plugins:") {
+        ""
+    } else {
+        "  plugins:\n    call_deadline: 2s\n"
+    };
     let config = format!(
         "listeners:\n  - address: 127.0.0.1:{{proxy}}\nadmin:\n  address: 127.0.0.1:{{admin}}\n\
          backend:\n  enabled: false\n  address: 127.0.0.1:{{backend}}\n\
-         server:\n  threads: {threads}\n  grace_period: 1s\n  access_log: false\n{server_keys}{body}"
+         server:\n  threads: {threads}\n  grace_period: 1s\n  access_log: false\n{deadline}{server_keys}{body}"
     );
     let config = render(&config, ports).replace("{echo}", &echo.port().to_string());
     Aistack::start("gateway", &config, ports, dir).await
