@@ -10,6 +10,7 @@ mod headers;
 mod limits;
 mod notifications;
 mod oauth_server;
+mod otlp_proto;
 mod plugin_circuit_breaker;
 mod plugin_jwt;
 mod plugin_key_auth;

@@ -1,9 +1,11 @@
 //! The built-in `tracing` filter through the real gateway: W3C `traceparent` in from the
 //! client, a new span id out to the upstream (the echo upstream reports what it got), and
-//! the gateway's span exported as OTLP/HTTP JSON to a test collector that speaks the
-//! OTLP/HTTP contract (`POST /v1/traces`, JSON `ExportTraceServiceRequest`, 200 with an
-//! `ExportTraceServiceResponse`). Also sampling, batching, a dead collector, the access
-//! log's `trace_id`, and configurations the filter refuses at load.
+//! the gateway's span exported over OTLP/HTTP to a test collector that speaks the
+//! OTLP/HTTP contract (`POST /v1/traces`, an `ExportTraceServiceRequest` in protobuf, the
+//! default, or JSON; 200 with an `ExportTraceServiceResponse` in the same encoding). The
+//! collector decodes protobuf into the OTLP JSON mapping (`otlp_proto`), so every test
+//! reads spans one way. Also sampling, batching, a dead collector, the access log's
+//! `trace_id`, and configurations the filter refuses at load.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::wasm_common::{seen, start};
+use crate::otlp_proto;
+use crate::wasm_common::{seen, seen_all, start};
+
+const PROTOBUF: &str = "application/x-protobuf";
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
@@ -114,10 +119,18 @@ async fn serve_collector(stream: tokio::net::TcpStream, tx: mpsc::UnboundedSende
         if reader.read_exact(&mut body).await.is_err() {
             return;
         }
-        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let answer = "{}"; // ExportTraceServiceResponse: full success
+        // A full success (`ExportTraceServiceResponse` without `partial_success`) in the
+        // request's encoding.
+        let (body, answer) = if content_type == PROTOBUF {
+            // Undecodable: the tests see why in the body they check.
+            let decoded = otlp_proto::export_request(&body)
+                .unwrap_or_else(|e| Value::from(format!("not an OTLP export request: {e}")));
+            (decoded, "")
+        } else {
+            (serde_json::from_slice(&body).unwrap_or(Value::Null), "{}")
+        };
         let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
             answer.len()
         );
         if write.write_all(head.as_bytes()).await.is_err()
@@ -226,7 +239,7 @@ async fn client_gateway_and_upstream_spans_link_up() {
         (post.method.as_str(), post.path.as_str()),
         ("POST", "/v1/traces")
     );
-    assert_eq!(post.content_type, "application/json");
+    assert_eq!(post.content_type, PROTOBUF, "OTLP/HTTP's default encoding");
     let resource = &post.body["resourceSpans"][0]["resource"]["attributes"][0];
     assert_eq!(resource["key"], "service.name");
     assert_eq!(resource["value"]["stringValue"], "edge-gw");
@@ -363,6 +376,58 @@ async fn a_missing_or_invalid_traceparent_starts_a_new_trace() {
         attribute(span, "http.response.status_code")["intValue"],
         "502"
     );
+}
+
+#[tokio::test]
+async fn json_export_is_selectable_and_two_traceparents_start_a_new_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let mut collector = Collector::start().await;
+    let config = json!({"collector": {"upstream": "otel"}, "encoding": "json",
+                        "flush_interval": "50ms"});
+    let gw = start(&echo, dir.path(), 1, &routes(&config, collector.port)).await;
+
+    let incoming = format!("00-{TRACE}-{CLIENT_SPAN}-01");
+    let parts = upstream_traceparent(
+        get(
+            gw.url("/traced/json"),
+            &[("traceparent", &incoming), ("tracestate", "a=1")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(parts[1], TRACE);
+    let post = collector.next().await;
+    assert_eq!(post.content_type, "application/json");
+    let spans = post.spans();
+    assert_eq!(spans.len(), 1, "{}", post.body);
+    assert_eq!(spans[0]["traceId"], TRACE);
+    assert_eq!(spans[0]["parentSpanId"], CLIENT_SPAN);
+    assert_eq!(spans[0]["traceState"], "a=1");
+    assert_eq!(
+        spans[0]["startTimeUnixNano"].as_str().map(str::len),
+        Some(19)
+    );
+
+    // Two `traceparent` headers are as good as none: a new trace, tracestate dropped.
+    let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let client = reqwest::Client::new();
+    let r = client
+        .get(gw.url("/traced/two"))
+        .header("traceparent", &incoming)
+        .header("traceparent", other)
+        .header("tracestate", "a=1")
+        .send()
+        .await
+        .expect("request");
+    let echoed: Value = r.json().await.expect("echo json");
+    let sent = seen_all(&echoed, "traceparent");
+    assert_eq!(sent.len(), 1, "one traceparent goes on: {sent:?}");
+    assert!(
+        !sent[0].contains(TRACE) && !sent[0].contains("0af7651916cd43dd8448eb211c80319c"),
+        "{sent:?}"
+    );
+    assert_eq!(seen(&echoed, "tracestate"), "");
 }
 
 #[tokio::test]
@@ -516,6 +581,10 @@ fn bad_configurations_are_refused_at_load_with_the_reason() {
         (
             json!({"collector": {"upstream": "otel"}, "batch": 5}),
             "unknown field `batch`",
+        ),
+        (
+            json!({"collector": {"upstream": "otel"}, "encoding": "thrift"}),
+            "unknown variant `thrift`",
         ),
     ];
     for (config, reason) in cases {

@@ -17,6 +17,7 @@
 mod config;
 mod query;
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
@@ -83,20 +84,26 @@ impl HttpContext for KeyAuth {
     }
 }
 
-/// What `aistack.key_lookup` answers.
+/// What `aistack.key_lookup` answers, borrowed from the answer where no escape forces a
+/// copy (this runs on every request).
 #[derive(Deserialize)]
-struct Found {
-    status: String,
-    consumer: Option<Consumer>,
-    #[serde(default)]
-    scopes: Vec<String>,
+struct Found<'a> {
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow)]
+    consumer: Option<Consumer<'a>>,
+    #[serde(default, borrow)]
+    scopes: Vec<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct Consumer {
-    id: String,
-    name: String,
-    group: Option<String>,
+struct Consumer<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    group: Option<Cow<'a, str>>,
 }
 
 /// Why a request is refused.
@@ -115,7 +122,7 @@ fn authorize(config: &Config) -> Result<(), Refusal> {
         return Err(Refusal::Unavailable);
     };
     let found: Found = serde_json::from_slice(&answer).map_err(|_| Refusal::Unavailable)?;
-    let consumer = match (found.status.as_str(), found.consumer) {
+    let consumer = match (&*found.status, found.consumer) {
         ("valid", Some(consumer)) => consumer,
         ("expired", _) => return Err(Refusal::Invalid("the API key has expired")),
         ("revoked", _) => return Err(Refusal::Invalid("the API key has been revoked")),
@@ -125,7 +132,7 @@ fn authorize(config: &Config) -> Result<(), Refusal> {
     let missing: Vec<String> = config
         .scopes
         .iter()
-        .filter(|s| !found.scopes.contains(s))
+        .filter(|s| !found.scopes.iter().any(|f| f == s.as_str()))
         .cloned()
         .collect();
     if !missing.is_empty() {

@@ -34,29 +34,28 @@ const RECORD_STATE: usize = 24;
 
 /// The shard entries of one configuration.
 pub struct Store {
-    prefix: String,
+    /// The entries' names, by shard (made once: formatting is not free in a VM).
+    names: Vec<String>,
 }
 
 impl Store {
     /// The store of the configuration whose JSON is `config`.
     pub fn new(config: &[u8]) -> Store {
+        let prefix = format!("rate-limit/{:016x}", fnv1a(config));
         Store {
-            prefix: format!("rate-limit/{:016x}", fnv1a(config)),
+            names: (0..SHARDS)
+                .map(|shard| format!("{prefix}/{shard}"))
+                .collect(),
         }
     }
 
     /// Creates the shard entries that do not exist yet. Call from `on_configure`.
     pub fn create(&self) {
-        for shard in 0..SHARDS {
-            let name = self.shard_name(shard);
-            if let Ok((None, None)) = hostcalls::get_shared_data(&name) {
-                let _ = hostcalls::set_shared_data(&name, Some(&[VERSION]), None);
+        for name in &self.names {
+            if let Ok((None, None)) = hostcalls::get_shared_data(name) {
+                let _ = hostcalls::set_shared_data(name, Some(&[VERSION]), None);
             }
         }
-    }
-
-    fn shard_name(&self, shard: u64) -> String {
-        format!("{}/{shard}", self.prefix)
     }
 
     /// Counts one request under `key` at `now` (Unix nanoseconds).
@@ -68,10 +67,11 @@ impl Store {
         } else {
             key
         };
-        let name = self.shard_name(fnv1a(key) % SHARDS);
+        // The remainder is below SHARDS, so it indexes `names`.
+        let name = &self.names[(fnv1a(key) % SHARDS) as usize];
         let mut verdict = limiter::check(alg, None, now).0;
         for _ in 0..MAX_ATTEMPTS {
-            let (value, cas) = match hostcalls::get_shared_data(&name) {
+            let (value, cas) = match hostcalls::get_shared_data(name) {
                 Ok(found) => found,
                 Err(status) => {
                     log(&format!("reading {name}: {status:?}; request admitted"));
@@ -94,7 +94,7 @@ impl Store {
                 .iter()
                 .filter(|(k, s)| *k != key && !limiter::is_idle(alg, s, now));
             let value = encode(kept, (key, new));
-            match hostcalls::set_shared_data(&name, Some(&value), cas) {
+            match hostcalls::set_shared_data(name, Some(&value), cas) {
                 Ok(()) => return verdict,
                 Err(Status::CasMismatch) => continue,
                 Err(status) => {

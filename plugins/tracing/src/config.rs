@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::otlp::Encoding;
+
 /// Defaults (those of the OpenTelemetry SDKs' batch span processor and OTLP exporter
 /// where they have one).
 const DEFAULT_PATH: &str = "/v1/traces";
@@ -25,6 +27,14 @@ struct RawConfig {
     max_batch_size: Option<usize>,
     max_queue_size: Option<usize>,
     flush_interval: Option<String>,
+    encoding: Option<RawEncoding>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawEncoding {
+    Protobuf,
+    Json,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +64,8 @@ pub struct Config {
     pub max_batch_size: usize,
     pub max_queue_size: usize,
     pub flush_interval: Duration,
+    /// How export requests are encoded (`protobuf`, OTLP/HTTP's default, or `json`).
+    pub encoding: Encoding,
 }
 
 /// Parses and validates the configuration; the error says which key is wrong and why.
@@ -129,6 +141,10 @@ pub fn parse(bytes: &[u8]) -> Result<Config, String> {
         max_batch_size,
         max_queue_size,
         flush_interval,
+        encoding: match raw.encoding {
+            None | Some(RawEncoding::Protobuf) => Encoding::Protobuf,
+            Some(RawEncoding::Json) => Encoding::Json,
+        },
     })
 }
 
@@ -175,15 +191,18 @@ mod tests {
                 max_batch_size: 512,
                 max_queue_size: 2048,
                 flush_interval: Duration::from_secs(5),
+                encoding: Encoding::Protobuf,
             }
         );
+        let json = parse(br#"{"collector": {"upstream": "o"}, "encoding": "json"}"#);
+        assert_eq!(json.expect("valid").encoding, Encoding::Json);
         let small = parse(br#"{"collector": {"upstream": "o"}, "max_queue_size": 10}"#);
         assert_eq!(small.expect("valid").max_batch_size, 10);
     }
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: [(&[u8], &str); 11] = [
+        let cases: [(&[u8], &str); 12] = [
             (b"", "`collector` is required"),
             (b"{}", "missing field `collector`"),
             (br#"{"collector": {}}"#, "missing field `upstream`"),
@@ -211,6 +230,10 @@ mod tests {
             (
                 br#"{"collector": {"upstream": "o"}, "flush_interval": "1ms"}"#,
                 "flush_interval",
+            ),
+            (
+                br#"{"collector": {"upstream": "o"}, "encoding": "xml"}"#,
+                "unknown variant `xml`, expected `protobuf` or `json`",
             ),
             (
                 br#"{"collector": {"upstream": "o"}, "ratio": 1}"#,

@@ -8,8 +8,8 @@
 //! passes through untouched. In `on_log` a sampled request's span is queued in the VM
 //! (bounded: past `max_queue_size` it is dropped and counted). The root context exports
 //! the queue from `on_tick`, `max_batch_size` spans per `POST` (or what is there once the
-//! oldest waited `flush_interval`), as OTLP/HTTP JSON through an HTTP callout to the
-//! collector upstream. A failing collector costs spans (counted), never requests.
+//! oldest waited `flush_interval`), as OTLP/HTTP protobuf (or JSON, `encoding: json`)
+//! through an HTTP callout to the collector upstream. A failing collector costs spans (counted), never requests.
 //!
 //! Start at [`TracingRoot::on_configure`] (config: `config.rs`), then
 //! [`Tracing::on_http_request_headers`] and [`Exporter`].
@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::Config;
 use crate::context::{Parent, SpanId, TraceId};
@@ -142,6 +142,7 @@ impl Context for TracingRoot {
             return;
         };
         let status = self.get_http_call_response_header(":status");
+        let content_type = self.get_http_call_response_header("content-type");
         let body = self
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
@@ -152,7 +153,9 @@ impl Context for TracingRoot {
         let (_, spans) = e.in_flight.swap_remove(i);
         match status.as_deref() {
             Some(s) if s.starts_with('2') => {
-                let rejected = usize::try_from(otlp::rejected_spans(&body)).unwrap_or(spans);
+                let rejected =
+                    usize::try_from(otlp::rejected_spans(content_type.as_deref(), &body))
+                        .unwrap_or(spans);
                 let rejected = rejected.min(spans);
                 count(e.metrics.exported, spans - rejected);
                 count(e.metrics.dropped_export_failed, rejected);
@@ -197,12 +200,12 @@ impl RootContext for TracingRoot {
             let Some(batch) = e.take_due(now) else { return };
             let config = Rc::clone(&e.config);
             let c = &config.collector;
-            let body = otlp::export_request(&config.service_name, &batch);
+            let body = config.encoding.export_request(&config.service_name, &batch);
             let headers = vec![
                 (":method", "POST"),
                 (":path", c.path.as_str()),
                 (":authority", c.authority.as_str()),
-                ("content-type", "application/json"),
+                ("content-type", config.encoding.content_type()),
             ];
             match self.dispatch_http_call(&c.upstream, headers, Some(&body), vec![], c.timeout) {
                 Ok(token) => e.in_flight.push((token, batch.len())),
@@ -267,29 +270,20 @@ impl Context for Tracing {}
 
 impl HttpContext for Tracing {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
-        let mut parents = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent"));
-        // More than one `traceparent` is as good as none.
-        let parent = match (parents.next(), parents.next()) {
-            (Some((_, value)), None) => context::parse_traceparent(value),
-            _ => None,
-        };
-        let (trace_id, sampled, parent_span, trace_state) = match parent {
-            Some(Parent {
-                trace_id,
-                span_id,
-                sampled,
-            }) => {
-                let state = headers
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("tracestate"))
-                    .map(|(_, v)| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                (trace_id, sampled, Some(span_id), state)
-            }
+        // One lookup in the common case (no `traceparent`); all headers only when there
+        // is one to check (a second makes it invalid) and `tracestate`s to join.
+        let incoming = self
+            .get_http_request_header("traceparent")
+            .and_then(|_| incoming_context());
+        let (trace_id, sampled, parent_span, trace_state) = match incoming {
+            Some((
+                Parent {
+                    trace_id,
+                    span_id,
+                    sampled,
+                },
+                state,
+            )) => (trace_id, sampled, Some(span_id), state),
             None => {
                 // A new trace: a `tracestate` without its `traceparent` means nothing.
                 self.set_http_request_header("tracestate", None);
@@ -302,14 +296,11 @@ impl HttpContext for Tracing {
         let value = context::format_traceparent(&trace_id, &span_id, sampled);
         self.set_http_request_header("traceparent", Some(&value));
         if sampled {
-            let header = |name: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            };
-            let path = header(":path");
+            let header = |name: &str| self.get_http_request_header(name).unwrap_or_default();
+            let mut path = header(":path");
+            if let Some(query) = path.find('?') {
+                path.truncate(query);
+            }
             self.span = Some(OpenSpan {
                 trace_id,
                 span_id,
@@ -317,7 +308,7 @@ impl HttpContext for Tracing {
                 trace_state,
                 start: self.get_current_time(),
                 method: header(":method"),
-                path: path.split('?').next().unwrap_or_default().to_owned(),
+                path,
                 scheme: header(":scheme"),
             });
         }
@@ -356,7 +347,7 @@ impl HttpContext for Tracing {
             name: if route.is_empty() {
                 open.method
             } else {
-                format!("{} {route}", open.method)
+                [open.method.as_str(), " ", &route].concat()
             },
             start_unix_nanos: unix_nanos(open.start),
             end_unix_nanos: unix_nanos(now),
@@ -365,6 +356,28 @@ impl HttpContext for Tracing {
         };
         self.exporter.borrow_mut().push(span, now);
     }
+}
+
+/// The client's trace context: its only `traceparent`, if valid, and its `tracestate`
+/// headers joined with `,`. Values are read as bytes: a header that is not UTF-8 makes the
+/// context invalid, never the filter fail.
+fn incoming_context() -> Option<(Parent, String)> {
+    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+    let mut parents = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("traceparent"));
+    // More than one `traceparent` is as good as none.
+    let value = match (parents.next(), parents.next()) {
+        (Some((_, value)), None) => std::str::from_utf8(value).ok()?,
+        _ => return None,
+    };
+    let parent = context::parse_traceparent(value)?;
+    let states: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("tracestate"))
+        .map(|(_, v)| std::str::from_utf8(v).ok())
+        .collect::<Option<_>>()?;
+    Some((parent, states.join(",")))
 }
 
 fn unix_nanos(t: SystemTime) -> u64 {
