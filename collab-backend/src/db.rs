@@ -254,9 +254,11 @@ fn migrator(dialect: Dialect) -> Migrator {
 fn pool_options(dialect: Dialect) -> AnyPoolOptions {
     let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
     match dialect {
-        Dialect::Sqlite => {
-            options.after_connect(|conn, meta| Box::pin(configure_sqlite(conn, meta)))
-        }
+        // An embedded file has no network to break a connection: the ping sqlx sends
+        // before handing one out only doubles the round trips to its worker thread.
+        Dialect::Sqlite => options
+            .test_before_acquire(false)
+            .after_connect(|conn, meta| Box::pin(configure_sqlite(conn, meta))),
         Dialect::Postgres => options,
     }
 }
