@@ -23,7 +23,7 @@
 //! Resolution reads through the pool *before* the write's transaction; recording and
 //! queueing happen *inside* it ([`record_mentions`], [`enqueue`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use uuid::Uuid;
@@ -35,7 +35,6 @@ use crate::domain::{ValidationError, mention};
 use crate::error::ApiError;
 use crate::outbox::{NewEvent, kind};
 use crate::store::{self, StoreError};
-use crate::timestamp;
 
 /// Largest audience `@all` may reach.
 pub const ALL_MENTION_LIMIT: usize = 50;
@@ -108,6 +107,31 @@ impl Subject {
             Subject::File(id) => authz::can_read(db, user_id, org_id, Resource::File(id)).await,
         }
     }
+
+    /// Those of `users` who may read it: [`Self::readable_by`] for many users at once
+    /// (a task's in a few queries whatever their number).
+    pub(crate) async fn readers_of(
+        self,
+        db: &Db,
+        users: &[Uuid],
+        org_id: Uuid,
+        workspace_id: Uuid,
+    ) -> Result<BTreeSet<Uuid>, StoreError> {
+        match self {
+            Subject::Task(_) => {
+                authz::workspace_readers_among(db, org_id, workspace_id, users).await
+            }
+            Subject::File(_) => {
+                let mut readers = BTreeSet::new();
+                for &user in users {
+                    if self.readable_by(db, user, org_id, workspace_id).await? {
+                        readers.insert(user);
+                    }
+                }
+                Ok(readers)
+            }
+        }
+    }
 }
 
 /// The readers of `origin`'s subject that `text` mentions with handles `previous` (the
@@ -147,10 +171,17 @@ pub(crate) async fn mentioned(
             continue;
         }
         for team in store::orgtree::teams(db, author.org_id, Some(&handle)).await? {
-            for member in store::grants::on_scope(db, "team", team.id).await? {
-                if readable(member.user_id).await? {
-                    found.entry(member.user_id).or_insert("team");
-                }
+            let members: Vec<Uuid> = store::grants::on_scope(db, "team", team.id)
+                .await?
+                .into_iter()
+                .map(|grant| grant.user_id)
+                .collect();
+            let readers = origin
+                .subject
+                .readers_of(db, &members, author.org_id, workspace_id)
+                .await?;
+            for member in readers {
+                found.entry(member).or_insert("team");
             }
         }
     }
@@ -182,27 +213,26 @@ async fn everyone(
     Ok(readers)
 }
 
-/// Those of `candidates` (deduplicated) who can read the subject, except the actor.
+/// Those of `candidates` (deduplicated, in id order) who can read the subject, except
+/// the actor.
 pub(crate) async fn readers_among(
     db: &Db,
     origin: &Origin,
     candidates: impl IntoIterator<Item = Uuid>,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let mut unique: Vec<Uuid> = candidates.into_iter().collect();
-    unique.sort();
-    unique.dedup();
-    let mut readers = Vec::new();
-    for user in unique {
-        if user != origin.actor_id
-            && origin
-                .subject
-                .readable_by(db, user, origin.org_id, origin.workspace_id)
-                .await?
-        {
-            readers.push(user);
-        }
-    }
-    Ok(readers)
+    let unique: BTreeSet<Uuid> = candidates
+        .into_iter()
+        .filter(|&user| user != origin.actor_id)
+        .collect();
+    let unique: Vec<Uuid> = unique.into_iter().collect();
+    let readers = origin
+        .subject
+        .readers_of(db, &unique, origin.org_id, origin.workspace_id)
+        .await?;
+    Ok(unique
+        .into_iter()
+        .filter(|user| readers.contains(user))
+        .collect())
 }
 
 /// Remembers the mentions of `source` (`task` or `comment`) and queues a `mention`
@@ -214,37 +244,27 @@ pub(crate) async fn record_mentions(
     source_id: Uuid,
     mentioned: &Mentioned,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let mut notified = Vec::new();
-    for (&user_id, &via) in mentioned {
-        let inserted = sqlx::query(
-            "INSERT INTO mentions (source_kind, source_id, user_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(source_kind)
-        .bind(source_id.to_string())
-        .bind(user_id.to_string())
-        .bind(timestamp::format(timestamp::now()))
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            continue;
-        }
-        let payload = json!({
-            origin.subject.payload_key(): origin.subject.id(),
-            "source_kind": source_kind,
-            "via": via,
-        });
-        enqueue(
-            tx,
-            origin,
-            kind::MENTION,
-            &[user_id],
-            (source_kind, source_id),
-            payload,
-        )
-        .await?;
-        notified.push(user_id);
-    }
+    let users: Vec<Uuid> = mentioned.keys().copied().collect();
+    let new = store::events::record_mentions(tx, source_kind, source_id, &users).await?;
+    let notified: Vec<Uuid> = users.into_iter().filter(|u| new.contains(u)).collect();
+    let events: Vec<NewEvent> = notified
+        .iter()
+        .map(|&user_id| {
+            let payload = json!({
+                origin.subject.payload_key(): origin.subject.id(),
+                "source_kind": source_kind,
+                "via": mentioned[&user_id],
+            });
+            new_event(
+                origin,
+                kind::MENTION,
+                user_id,
+                (source_kind, source_id),
+                payload,
+            )
+        })
+        .collect();
+    store::events::enqueue(tx, &events).await?;
     Ok(notified)
 }
 
@@ -257,18 +277,28 @@ pub(crate) async fn enqueue(
     resource: (&'static str, Uuid),
     payload: serde_json::Value,
 ) -> Result<(), StoreError> {
-    for &recipient_id in recipients {
-        let event = NewEvent {
-            org_id: origin.org_id,
-            workspace_id: origin.workspace_id,
-            kind,
-            recipient_id,
-            actor_id: Some(origin.actor_id),
-            resource_type: resource.0,
-            resource_id: resource.1,
-            payload: payload.clone(),
-        };
-        store::events::enqueue(tx, &event).await?;
+    let events: Vec<NewEvent> = recipients
+        .iter()
+        .map(|&recipient| new_event(origin, kind, recipient, resource, payload.clone()))
+        .collect();
+    store::events::enqueue(tx, &events).await
+}
+
+fn new_event(
+    origin: &Origin,
+    kind: &'static str,
+    recipient_id: Uuid,
+    resource: (&'static str, Uuid),
+    payload: serde_json::Value,
+) -> NewEvent {
+    NewEvent {
+        org_id: origin.org_id,
+        workspace_id: origin.workspace_id,
+        kind,
+        recipient_id,
+        actor_id: Some(origin.actor_id),
+        resource_type: resource.0,
+        resource_id: resource.1,
+        payload,
     }
-    Ok(())
 }

@@ -240,6 +240,49 @@ pub async fn workspace_readers(db: &Db, workspace_id: Uuid) -> Result<Vec<Uuid>,
     Ok(readers.into_iter().collect())
 }
 
+/// Those of `users` who can read workspace `workspace_id` of `org_id`: the batch form of
+/// [`can_read_workspace`] (one walk up the workspace's tree, one read of the users'
+/// grants, one of each role's permissions), for fan-out to many recipients.
+pub async fn workspace_readers_among(
+    db: &Db,
+    org_id: Uuid,
+    workspace_id: Uuid,
+    users: &[Uuid],
+) -> Result<BTreeSet<Uuid>, StoreError> {
+    let mut readers = BTreeSet::new();
+    if users.is_empty() {
+        return Ok(readers);
+    }
+    let Some((found_org, _, chain)) = locate(db, Resource::Workspace(workspace_id)).await? else {
+        return Ok(readers);
+    };
+    if found_org != org_id {
+        return Ok(readers);
+    }
+    let mut role_reads = std::collections::BTreeMap::new();
+    for grant in store::grants::of_users(db, users).await? {
+        let applies = chain
+            .iter()
+            .any(|(kind, id)| grant.scope_kind == *kind && grant.scope_id == *id);
+        if !applies || readers.contains(&grant.user_id) {
+            continue;
+        }
+        let reads = match role_reads.get(&grant.role) {
+            Some(reads) => *reads,
+            None => {
+                let held = store::roles::effective_permissions(db, &grant.role).await?;
+                let reads = held.contains("workspace.read");
+                role_reads.insert(grant.role.clone(), reads);
+                reads
+            }
+        };
+        if reads {
+            readers.insert(grant.user_id);
+        }
+    }
+    Ok(readers)
+}
+
 /// A scope a grant can name: `(kind, id)`.
 type Scope = (&'static str, Uuid);
 

@@ -38,6 +38,7 @@ pub use options::{EmailOptions, SmtpTls, TrustedCa, UnsubscribeKey, Unusable};
 use crate::Db;
 use crate::outbox::Event;
 use crate::store::email::NewEmail;
+use crate::store::preferences::{Choices, Settings};
 use crate::store::{self, StoreError};
 
 /// The email side of one node: options, SMTP transport and the worker's wake-up.
@@ -97,19 +98,21 @@ pub(crate) enum Planned {
 }
 
 /// Decides (before the dispatcher's transaction, which then only writes) what email
-/// `event` makes for its recipient; `None` for no email.
+/// `event` makes for its recipient, whose `settings` and `choices` the dispatcher read
+/// for its whole page; `None` for no email.
 pub(crate) async fn plan(
     db: &Db,
     options: &EmailOptions,
     event: &Event,
+    settings: Settings,
+    choices: &Choices,
 ) -> Result<Option<Planned>, StoreError> {
     let user = event.recipient_id;
-    let settings = store::preferences::settings(db, user).await?;
     let Some(address) = settings.email.clone() else {
         return Ok(None);
     };
     if settings.email_mode == "off"
-        || !store::preferences::wants(db, user, event.workspace_id, &event.kind, "email").await?
+        || !choices.wants(user, event.workspace_id, &event.kind, "email")
     {
         return Ok(None);
     }

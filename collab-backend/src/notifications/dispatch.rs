@@ -1,22 +1,26 @@
 //! The dispatcher: pending `events` become `notifications` rows.
 //!
-//! Each event is handled in its own transaction that creates the notification (unless
-//! the recipient turned the kind off in-app, muted the workspace, or can no longer read
-//! it) and marks the event delivered. `notifications.event_id` is UNIQUE and the insert
+//! A notification is created for an event unless the recipient turned the kind off
+//! in-app, muted the workspace, or can no longer read it, and the event is marked
+//! delivered in the same transaction. `notifications.event_id` is UNIQUE and the insert
 //! is `ON CONFLICT DO NOTHING`, so an event handled twice — a pass retried after a crash
 //! between commit and anything else, two nodes sweeping the same database — still makes
 //! one notification, and only the pass that made it signals the sessions. The email it
 //! makes (an outbox row, or a digest item; see [`crate::email`]) is written in the same
 //! transaction, only when the notification is.
 //!
-//! Events are handled a page ([`BATCH`]) at a time: the reads (access, preferences, the
-//! email plan) run concurrently before any transaction, then one transaction writes the
-//! page's notifications, emails and delivery marks, and the sessions are signalled right
-//! after its commit. On PostgreSQL that transaction first takes the per-user locks of
-//! every recipient in the page, in key order, so two nodes' dispatchers cannot deadlock on
-//! them. A page whose transaction fails is retried one event per transaction, so one bad
-//! event only costs its own attempt.
+//! Events are handled a page ([`BATCH`]) at a time, so that one event reaching a
+//! thousand people costs a few dozen statements rather than thousands: the reads run
+//! before any transaction, per page (the recipients' access per workspace, their
+//! preferences and settings, each in a few queries; emails per recipient with an
+//! address, a few at once), then one transaction writes the page's notifications and
+//! delivery marks in multi-row statements (and its emails), and the sessions are
+//! signalled right after its commit. On PostgreSQL that transaction first takes the
+//! per-user locks of every recipient in the page, in key order, so two nodes'
+//! dispatchers cannot deadlock on them. A page whose reads or transaction fail is
+//! retried one event at a time, so one bad event only costs its own attempt.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,17 +28,16 @@ use futures_util::{StreamExt, stream};
 use uuid::Uuid;
 
 use super::hub::Hub;
+use crate::Db;
 use crate::authz;
 use crate::email::{self, Mailer};
 use crate::outbox::Event;
 use crate::store::{self, StoreError};
-use crate::timestamp;
-use crate::{Db, Dialect};
 
 /// Events read per query, and written per transaction.
 const BATCH: u32 = 100;
 
-/// Events whose reads run at once (each holds a pool connection while it reads).
+/// Emails planned at once (each holds a pool connection while it reads).
 const READS: usize = 8;
 
 /// Runs passes until the task is aborted: at start, whenever `hub` is woken (after a
@@ -86,17 +89,20 @@ async fn handle_page(
     mailer: Option<&Mailer>,
     events: &[Event],
 ) -> Result<usize, StoreError> {
-    // Built into a Vec first: a closure inside the stream would make the spawned
-    // dispatcher's future not provably `Send`.
-    let reads: Vec<_> = events.iter().map(|event| read(db, mailer, event)).collect();
-    let reads: Vec<_> = stream::iter(reads).buffered(READS).collect().await;
-    let mut plans = Vec::with_capacity(reads.len());
-    for (event, result) in events.iter().zip(reads) {
-        match result {
-            Ok(plan) => plans.push(plan),
-            Err(e) => failed(db, event, &e).await?,
+    let plans = match read(db, mailer, events).await {
+        Ok(plans) => plans,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read a page of events; one at a time");
+            let mut plans = Vec::with_capacity(events.len());
+            for event in events {
+                match read(db, mailer, std::slice::from_ref(event)).await {
+                    Ok(plan) => plans.extend(plan),
+                    Err(e) => failed(db, event, &e).await?,
+                }
+            }
+            plans
         }
-    }
+    };
     match write(db, hub, mailer, &plans).await {
         Ok(created) => Ok(created),
         Err(e) => {
@@ -119,34 +125,101 @@ async fn failed(db: &Db, event: &Event, error: &StoreError) -> Result<(), StoreE
     store::events::record_attempt(db, event.id).await
 }
 
-/// The reads of one event, before any transaction (a SQLite read transaction upgraded
-/// to a write can fail at once under concurrent writers).
+/// The reads of a page of events, before any transaction (a SQLite read transaction
+/// upgraded to a write can fail at once under concurrent writers): access per
+/// workspace, preferences and settings of all the recipients at once, then the email
+/// of each recipient who has an address.
 async fn read<'e>(
     db: &Db,
     mailer: Option<&Mailer>,
-    event: &'e Event,
-) -> Result<Plan<'e>, StoreError> {
-    let user = event.recipient_id;
-    // File events (`file_id` in the payload) reach readers of the file, who may hold it
-    // through a share without reading its workspace.
-    let file = event.payload["file_id"]
-        .as_str()
-        .and_then(|id| Uuid::parse_str(id).ok());
-    let readable = match file {
-        Some(file) => authz::can_read(db, user, event.org_id, authz::Resource::File(file)).await?,
-        None => authz::can_read_workspace(db, user, event.org_id, event.workspace_id).await?,
+    events: &'e [Event],
+) -> Result<Vec<Plan<'e>>, StoreError> {
+    let readable = readable(db, events).await?;
+    let mut users: Vec<Uuid> = events.iter().map(|event| event.recipient_id).collect();
+    users.sort_unstable();
+    users.dedup();
+    let choices = store::preferences::choices_of(db, &users).await?;
+    let wanted: Vec<bool> = events
+        .iter()
+        .zip(readable)
+        .map(|(event, readable)| {
+            let (user, workspace) = (event.recipient_id, event.workspace_id);
+            readable && choices.wants(user, workspace, &event.kind, "in_app")
+        })
+        .collect();
+    let mut mails: Vec<Option<email::Planned>> = Vec::with_capacity(events.len());
+    if let Some(mailer) = mailer {
+        let settings = store::preferences::settings_of(db, &users).await?;
+        // Built into a Vec first: a closure inside the stream would make the spawned
+        // dispatcher's future not provably `Send`.
+        let mut plans = Vec::new();
+        for (event, &wanted) in events.iter().zip(&wanted) {
+            let settings = settings.get(&event.recipient_id).cloned();
+            let (choices, options) = (&choices, &mailer.options);
+            plans.push(async move {
+                match settings {
+                    Some(settings) if wanted => {
+                        email::plan(db, options, event, settings, choices).await
+                    }
+                    // No settings: no address, so no email.
+                    _ => Ok(None),
+                }
+            });
+        }
+        let planned: Vec<_> = stream::iter(plans).buffered(READS).collect().await;
+        for mail in planned {
+            mails.push(mail?);
+        }
+    } else {
+        mails.resize_with(events.len(), || None);
+    }
+    Ok(events
+        .iter()
+        .zip(wanted)
+        .zip(mails)
+        .map(|((event, wanted), mail)| Plan {
+            event,
+            wanted,
+            mail,
+        })
+        .collect())
+}
+
+/// Whether each event's recipient can still read its resource: the readers of each
+/// workspace among its recipients in a few queries; a file event (`file_id` in the
+/// payload) per event, since its recipient may hold the file through a share without
+/// reading its workspace.
+async fn readable(db: &Db, events: &[Event]) -> Result<Vec<bool>, StoreError> {
+    let file_of = |event: &Event| {
+        event.payload["file_id"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
     };
-    let wanted = readable
-        && store::preferences::wants(db, user, event.workspace_id, &event.kind, "in_app").await?;
-    let mail = match mailer {
-        Some(mailer) if wanted => email::plan(db, &mailer.options, event).await?,
-        _ => None,
-    };
-    Ok(Plan {
-        event,
-        wanted,
-        mail,
-    })
+    let mut by_workspace: HashMap<(Uuid, Uuid), Vec<Uuid>> = HashMap::new();
+    for event in events.iter().filter(|event| file_of(event).is_none()) {
+        by_workspace
+            .entry((event.org_id, event.workspace_id))
+            .or_default()
+            .push(event.recipient_id);
+    }
+    let mut readers = HashMap::new();
+    for ((org, workspace), users) in by_workspace {
+        let found = authz::workspace_readers_among(db, org, workspace, &users).await?;
+        readers.insert((org, workspace), found);
+    }
+    let mut readable = Vec::with_capacity(events.len());
+    for event in events {
+        let user = event.recipient_id;
+        readable.push(match file_of(event) {
+            Some(file) => {
+                authz::can_read(db, user, event.org_id, authz::Resource::File(file)).await?
+            }
+            None => readers
+                .get(&(event.org_id, event.workspace_id))
+                .is_some_and(|found| found.contains(&user)),
+        });
+    }
+    Ok(readable)
 }
 
 /// Writes `plans` in one transaction, then signals the sessions: how many notifications
@@ -160,43 +233,28 @@ async fn write(
     if plans.is_empty() {
         return Ok(0);
     }
-    let delivered_at = timestamp::format(timestamp::now());
     let mut tx = db.pool().begin().await?;
-    if db.dialect() == Dialect::Postgres {
-        let users = plans
-            .iter()
-            .filter(|p| p.wanted)
-            .map(|p| p.event.recipient_id);
-        store::notifications::lock_users(&mut tx, users).await?;
-    }
+    let wanted: Vec<&Plan<'_>> = plans.iter().filter(|plan| plan.wanted).collect();
+    let events: Vec<&Event> = wanted.iter().map(|plan| plan.event).collect();
+    let notifications =
+        store::notifications::insert_for_events(&mut tx, db.dialect(), &events).await?;
     let mut made = Vec::new();
     let mut wake = false;
-    for plan in plans {
-        let event = plan.event;
-        let notification = if plan.wanted {
-            store::notifications::insert_for_event(&mut tx, db.dialect(), event).await?
-        } else {
-            None
+    for (plan, notification) in wanted.into_iter().zip(notifications) {
+        // `None`: the event was handled before; its email was recorded with it.
+        let Some(notification) = notification else {
+            continue;
         };
-        if let (Some(notification), Some(mail)) = (&notification, &plan.mail) {
-            email::record(&mut tx, mail, notification.id, event.recipient_id).await?;
+        if let Some(mail) = &plan.mail {
+            email::record(&mut tx, mail, notification.id, plan.event.recipient_id).await?;
             wake |= matches!(mail, email::Planned::Now(_));
         }
-        sqlx::query(
-            "UPDATE events SET delivered_at = COALESCE(delivered_at, $1), \
-             attempts = attempts + 1 WHERE id = $2",
-        )
-        .bind(&delivered_at)
-        .bind(event.id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if let Some(notification) = notification {
-            if let Some(hub) = hub {
-                hub.notify_created_in(&mut tx, db.dialect(), event.recipient_id, &notification)
-                    .await?;
-            }
-            made.push((event.recipient_id, notification));
-        }
+        made.push((plan.event.recipient_id, notification));
+    }
+    let ids: Vec<Uuid> = plans.iter().map(|plan| plan.event.id).collect();
+    store::events::mark_all_delivered(&mut tx, &ids).await?;
+    if let Some(hub) = hub {
+        hub.notify_created_in(&mut tx, db.dialect(), &made).await?;
     }
     tx.commit().await?;
     let created = made.len();

@@ -131,7 +131,7 @@ async fn remind(db: &Db, task: &Unreminded) -> Result<bool, StoreError> {
             resource_id: task.task_id,
             payload: payload.clone(),
         };
-        store::events::enqueue(&mut tx, &event).await?;
+        store::events::enqueue(&mut tx, std::slice::from_ref(&event)).await?;
     }
     tx.commit().await?;
     Ok(true)

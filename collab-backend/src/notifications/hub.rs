@@ -13,7 +13,7 @@
 //! Ordering: a session pushes a notification only when its id is above the last one it
 //! pushed, so every id-ordered source must also be commit-ordered per user. The
 //! dispatcher makes that true (on PostgreSQL, under a per-user lock; see
-//! [`crate::store::notifications::insert_for_event`]), and created signals are delivered
+//! [`crate::store::notifications::insert_for_events`]), and created signals are delivered
 //! in commit order: on SQLite (one node, one dispatcher) it publishes them after each
 //! commit; on PostgreSQL every node, the sender included, hears them through `NOTIFY` on
 //! [`CHANNEL`] (sent inside the dispatcher's transaction, so at commit, and delivered in
@@ -169,28 +169,35 @@ impl Hub {
         Ok(())
     }
 
-    /// Signals a notification the dispatcher is creating inside `tx`. On PostgreSQL a
-    /// `NOTIFY` (sent at commit, heard by every node, this one included); elsewhere
-    /// nothing: the dispatcher calls [`Self::created`] after the commit.
+    /// Signals the notifications the dispatcher is creating inside `tx` (`(user,
+    /// notification)`, in id order per user). On PostgreSQL `NOTIFY`s (sent at commit in
+    /// this order, heard by every node, this one included; a few hundred per statement);
+    /// elsewhere nothing: the dispatcher calls [`Self::created`] after the commit.
     pub async fn notify_created_in(
         &self,
         tx: &mut sqlx::AnyConnection,
         dialect: Dialect,
-        user: Uuid,
-        notification: &Notification,
+        created: &[(Uuid, Notification)],
     ) -> Result<(), StoreError> {
         if dialect != Dialect::Postgres {
             return Ok(());
         }
         let node = self.inner.node;
-        let json = serde_json::to_string(notification)
-            .map_err(|e| StoreError::corrupt("notification", e))?;
-        let mut payload = format!("{node} {user} {json}");
-        if payload.len() > MAX_PAYLOAD {
-            // Other nodes re-read; this node hears its own `Changed` like theirs.
-            payload = format!("{} {user}", Uuid::nil());
+        let mut payloads = Vec::with_capacity(created.len());
+        for (user, notification) in created {
+            let json = serde_json::to_string(notification)
+                .map_err(|e| StoreError::corrupt("notification", e))?;
+            let mut payload = format!("{node} {user} {json}");
+            if payload.len() > MAX_PAYLOAD {
+                // Other nodes re-read; this node hears its own `Changed` like theirs.
+                payload = format!("{} {user}", Uuid::nil());
+            }
+            payloads.push(payload);
         }
-        notify(tx, &payload).await
+        for chunk in payloads.chunks(NOTIFY_CHUNK) {
+            notify_all(&mut *tx, chunk).await?;
+        }
+        Ok(())
     }
 
     /// After the commit of `user`'s `notification`: tells this node's sessions, unless
@@ -209,6 +216,26 @@ impl Hub {
     pub fn close(&self) {
         self.inner.closing.send_replace(true);
     }
+}
+
+/// `NOTIFY`s per statement (each payload is below 8000 bytes).
+const NOTIFY_CHUNK: usize = 100;
+
+/// One `NOTIFY` per payload, in order: a `VALUES` list is scanned in order.
+async fn notify_all(tx: &mut sqlx::AnyConnection, payloads: &[String]) -> Result<(), StoreError> {
+    let values: Vec<String> = (0..payloads.len())
+        .map(|i| format!("(${})", i + 2))
+        .collect();
+    let sql = format!(
+        "SELECT pg_notify($1, p) FROM (VALUES {}) AS t(p)",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(CHANNEL);
+    for payload in payloads {
+        query = query.bind(payload.as_str());
+    }
+    query.execute(tx).await?;
+    Ok(())
 }
 
 async fn notify<'e>(

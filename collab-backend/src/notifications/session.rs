@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
 use uuid::Uuid;
@@ -58,6 +58,22 @@ pub(crate) struct Params {
     pub after: Option<Uuid>,
     /// Ping period.
     pub heartbeat: Duration,
+}
+
+/// A server-to-client message, serialized straight to its text (no JSON tree built).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Push<'a> {
+    Notification { notification: &'a Notification },
+    UnreadCount { count: i64 },
+}
+
+impl Push<'_> {
+    fn text(&self) -> Result<Message, End> {
+        let text =
+            serde_json::to_string(self).map_err(|e| StoreError::corrupt("notification", e))?;
+        Ok(Message::Text(text.into()))
+    }
 }
 
 struct Session {
@@ -166,16 +182,15 @@ impl Session {
     }
 
     async fn push(&mut self, notification: &Notification) -> Result<(), End> {
-        let message = json!({ "type": "notification", "notification": notification });
-        self.send(Message::Text(message.to_string().into())).await?;
+        let message = Push::Notification { notification };
+        self.send(message.text()?).await?;
         self.last = notification.id;
         Ok(())
     }
 
     async fn push_count(&mut self, count: i64) -> Result<(), End> {
         if self.count != Some(count) {
-            let message = json!({ "type": "unread_count", "count": count });
-            self.send(Message::Text(message.to_string().into())).await?;
+            self.send(Push::UnreadCount { count }.text()?).await?;
             self.count = Some(count);
         }
         Ok(())

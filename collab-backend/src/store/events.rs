@@ -1,5 +1,8 @@
 //! The `events` table: the notification outbox (shape documented in
-//! [`crate::outbox`]).
+//! [`crate::outbox`]), and the `mentions` table that remembers who a task's or comment's
+//! mentions already notified.
+
+use std::collections::BTreeSet;
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -10,26 +13,88 @@ use crate::Db;
 use crate::outbox::{Event, NewEvent};
 use crate::timestamp;
 
-/// Queues `event` inside the caller's transaction.
-pub async fn enqueue(tx: &mut sqlx::AnyConnection, event: &NewEvent) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (id, org_id, workspace_id, kind, recipient_id, actor_id, \
-         resource_type, resource_id, payload, created_at, attempts, delivered_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, NULL)",
-    )
-    .bind(Uuid::now_v7().to_string())
-    .bind(event.org_id.to_string())
-    .bind(event.workspace_id.to_string())
-    .bind(event.kind)
-    .bind(event.recipient_id.to_string())
-    .bind(event.actor_id.map(|a| a.to_string()))
-    .bind(event.resource_type)
-    .bind(event.resource_id.to_string())
-    .bind(event.payload.to_string())
-    .bind(timestamp::format(timestamp::now()))
-    .execute(tx)
-    .await?;
+/// Queues `events` inside the caller's transaction, in order (their ids ascend), a few
+/// hundred rows per statement.
+pub async fn enqueue(tx: &mut sqlx::AnyConnection, events: &[NewEvent]) -> Result<(), StoreError> {
+    /// Bind parameters per row.
+    const BINDS: usize = 10;
+    let created_at = timestamp::format(timestamp::now());
+    for chunk in events.chunks(super::IN_CHUNK / 4) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = |k: usize| i * BINDS + k;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, 0, NULL)",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7),
+                    p(8),
+                    p(9),
+                    p(10)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (id, org_id, workspace_id, kind, recipient_id, actor_id, \
+             resource_type, resource_id, payload, created_at, attempts, delivered_at) VALUES {}",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(Uuid::now_v7().to_string())
+                .bind(event.org_id.to_string())
+                .bind(event.workspace_id.to_string())
+                .bind(event.kind)
+                .bind(event.recipient_id.to_string())
+                .bind(event.actor_id.map(|a| a.to_string()))
+                .bind(event.resource_type)
+                .bind(event.resource_id.to_string())
+                .bind(event.payload.to_string())
+                .bind(created_at.clone());
+        }
+        query.execute(&mut *tx).await?;
+    }
     Ok(())
+}
+
+/// Records in the `mentions` table that `users` were mentioned by `source` (`task` or
+/// `comment`, and its id) inside the caller's transaction; returns those who were not
+/// already (the ones to notify).
+pub async fn record_mentions(
+    tx: &mut sqlx::AnyConnection,
+    source_kind: &str,
+    source_id: Uuid,
+    users: &[Uuid],
+) -> Result<BTreeSet<Uuid>, StoreError> {
+    let created_at = timestamp::format(timestamp::now());
+    let mut new = BTreeSet::new();
+    for chunk in users.chunks(super::IN_CHUNK) {
+        // $1 to $3 are shared by every row.
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, $2, ${}, $3)", i + 4))
+            .collect();
+        let sql = format!(
+            "INSERT INTO mentions (source_kind, source_id, user_id, created_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING user_id",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(source_kind.to_owned())
+            .bind(source_id.to_string())
+            .bind(created_at.clone());
+        for user in chunk {
+            query = query.bind(user.to_string());
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            new.insert(uuid_at(&row, "user_id")?);
+        }
+    }
+    Ok(new)
 }
 
 const COLUMNS: &str = "id, org_id, workspace_id, kind, recipient_id, actor_id, resource_type, \
@@ -69,6 +134,28 @@ pub async fn mark_delivered(db: &Db, id: Uuid) -> Result<bool, StoreError> {
     .execute(db.pool())
     .await?;
     Ok(result.rows_affected() > 0)
+}
+
+/// Marks `ids` delivered (idempotent), counting an attempt on each, inside the caller's
+/// transaction.
+pub async fn mark_all_delivered(
+    tx: &mut sqlx::AnyConnection,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
+    let delivered_at = timestamp::format(timestamp::now());
+    for chunk in ids.chunks(super::IN_CHUNK) {
+        let sql = format!(
+            "UPDATE events SET delivered_at = COALESCE(delivered_at, $1), \
+             attempts = attempts + 1 WHERE id IN ({})",
+            super::tasks::placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delivered_at.clone());
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Counts a failed delivery attempt of `id`.

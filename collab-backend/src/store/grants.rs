@@ -124,6 +124,25 @@ pub async fn of_user(db: &Db, user_id: Uuid) -> Result<Vec<Grant>, StoreError> {
     rows.iter().map(decode).collect()
 }
 
+/// Every grant any of `users` holds (chunked `IN` lists, so any number of users).
+pub async fn of_users(db: &Db, users: &[Uuid]) -> Result<Vec<Grant>, StoreError> {
+    let mut grants = Vec::new();
+    for chunk in users.chunks(super::IN_CHUNK) {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE user_id IN ({})",
+            super::tasks::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for user in chunk {
+            query = query.bind(user.to_string());
+        }
+        for row in query.fetch_all(db.pool()).await? {
+            grants.push(decode(&row)?);
+        }
+    }
+    Ok(grants)
+}
+
 fn decode(row: &AnyRow) -> Result<Grant, StoreError> {
     Ok(Grant {
         id: uuid_at(row, "id")?,

@@ -120,6 +120,10 @@ pub(crate) fn opt_uuid_at(row: &AnyRow, column: &str) -> Result<Option<Uuid>, St
     text.as_deref().map(decode_id).transpose()
 }
 
+/// Ids per `IN (…)` list, and rows per multi-row `INSERT` of a few columns: well under
+/// SQLite's 32,766 and PostgreSQL's 65,535 bind parameters per statement.
+pub(crate) const IN_CHUNK: usize = 500;
+
 /// Rows fetched per page when a list endpoint's `limit` is absent.
 pub(crate) const DEFAULT_PAGE: u32 = 50;
 

@@ -1,5 +1,7 @@
 //! The `notifications` table: what a user sees in the notification center.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -7,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::tasks::placeholders;
-use super::{Page, StoreError, opt_uuid_at, paginate, uuid_at};
+use super::{IN_CHUNK, Page, StoreError, opt_uuid_at, paginate, uuid_at};
 use crate::outbox::Event;
 use crate::timestamp;
 use crate::{Db, Dialect};
@@ -51,86 +53,149 @@ pub struct Filter {
 const COLUMNS: &str = "id, kind, workspace_id, actor_id, resource_type, resource_id, payload, \
                        created_at, read_at";
 
-/// Creates the notification of `event` for its recipient inside the caller's
-/// transaction; `None` when that event already has one (processed before).
+/// Creates the notifications of `events` for their recipients inside the caller's
+/// transaction, a few hundred rows per statement; returns one entry per event, in order:
+/// `None` for an event that already has one (processed before).
 ///
-/// Its id is above every id the recipient's committed notifications have, and stays so
+/// Each id is above every id its recipient's committed notifications have, and stays so
 /// until the transaction ends, so per user id order is commit order: what a session
 /// pushes in id order, or replays after the last id a client saw, never skips a
 /// notification committed late. One node's dispatcher writes one transaction at a time
-/// (SQLite has one node); on PostgreSQL a per-user transaction lock orders the nodes' dispatchers,
-/// and the id goes past the newest one even when this node's clock is behind.
-pub async fn insert_for_event(
+/// (SQLite has one node); on PostgreSQL per-user transaction locks (taken first, for
+/// every recipient, in key order: two nodes' dispatchers cannot deadlock on them) order
+/// the nodes' dispatchers, and an id goes past the newest one even when this node's clock
+/// is behind.
+pub async fn insert_for_events(
     tx: &mut sqlx::AnyConnection,
     dialect: Dialect,
-    event: &Event,
-) -> Result<Option<Notification>, StoreError> {
-    let now = Uuid::now_v7();
-    let id = if dialect == Dialect::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(lock_key(event.recipient_id))
-            .execute(&mut *tx)
-            .await?;
-        let row = sqlx::query("SELECT MAX(id) AS id FROM notifications WHERE user_id = $1")
-            .bind(event.recipient_id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        next_id(now, opt_uuid_at(&row, "id")?)
-    } else {
-        now
-    };
+    events: &[&Event],
+) -> Result<Vec<Option<Notification>>, StoreError> {
+    let users: Vec<Uuid> = events.iter().map(|event| event.recipient_id).collect();
+    let mut newest = HashMap::new();
+    if dialect == Dialect::Postgres && !users.is_empty() {
+        lock_users(tx, users.iter().copied()).await?;
+        newest = newest_ids(tx, &users).await?;
+    }
     let created_at = timestamp::format(timestamp::now());
-    let inserted = sqlx::query(
-        "INSERT INTO notifications (id, event_id, user_id, org_id, workspace_id, kind, \
-         actor_id, resource_type, resource_id, payload, created_at, read_at, deleted_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id.to_string())
-    .bind(event.id.to_string())
-    .bind(event.recipient_id.to_string())
-    .bind(event.org_id.to_string())
-    .bind(event.workspace_id.to_string())
-    .bind(&event.kind)
-    .bind(event.actor_id.map(|a| a.to_string()))
-    .bind(&event.resource_type)
-    .bind(event.resource_id.to_string())
-    .bind(event.payload.to_string())
-    .bind(&created_at)
-    .execute(tx)
-    .await?;
-    Ok((inserted.rows_affected() > 0).then(|| Notification {
-        id,
-        kind: event.kind.clone(),
-        workspace_id: event.workspace_id,
-        actor_id: event.actor_id,
-        resource_type: event.resource_type.clone(),
-        resource_id: event.resource_id,
-        link: link(&event.resource_type, event.resource_id),
-        payload: event.payload.clone(),
-        created_at,
-        read_at: None,
-    }))
+    let made: Vec<Notification> = events
+        .iter()
+        .map(|event| {
+            let id = next_id(Uuid::now_v7(), newest.get(&event.recipient_id).copied());
+            newest.insert(event.recipient_id, id);
+            Notification {
+                id,
+                kind: event.kind.clone(),
+                workspace_id: event.workspace_id,
+                actor_id: event.actor_id,
+                resource_type: event.resource_type.clone(),
+                resource_id: event.resource_id,
+                link: link(&event.resource_type, event.resource_id),
+                payload: event.payload.clone(),
+                created_at: created_at.clone(),
+                read_at: None,
+            }
+        })
+        .collect();
+    let mut inserted = HashSet::new();
+    let rows = IN_CHUNK / 4;
+    for (events, made) in events.chunks(rows).zip(made.chunks(rows)) {
+        for row in insert_rows(events, made).fetch_all(&mut *tx).await? {
+            inserted.insert(uuid_at(&row, "id")?);
+        }
+    }
+    Ok(made
+        .into_iter()
+        .map(|n| inserted.contains(&n.id).then_some(n))
+        .collect())
 }
 
-/// Takes the per-user locks of [`insert_for_event`] for every one of `users` inside the
-/// caller's PostgreSQL transaction, in key order, so that transactions writing several
-/// users' notifications (two nodes' dispatchers) cannot deadlock on them. The locks are
-/// re-entrant: `insert_for_event` taking one again in the same transaction does not wait.
-pub async fn lock_users(
+/// One multi-row `INSERT … RETURNING id` of `made`, the notifications of `events`.
+fn insert_rows<'q>(
+    events: &[&Event],
+    made: &[Notification],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    const BINDS: usize = 11;
+    let values: Vec<String> = (0..events.len())
+        .map(|i| {
+            let params: Vec<String> = (1..=BINDS).map(|k| format!("${}", i * BINDS + k)).collect();
+            format!("({}, NULL, NULL)", params.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO notifications (id, event_id, user_id, org_id, workspace_id, kind, \
+         actor_id, resource_type, resource_id, payload, created_at, read_at, deleted_at) \
+         VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (event, n) in events.iter().zip(made) {
+        query = query
+            .bind(n.id.to_string())
+            .bind(event.id.to_string())
+            .bind(event.recipient_id.to_string())
+            .bind(event.org_id.to_string())
+            .bind(event.workspace_id.to_string())
+            .bind(event.kind.clone())
+            .bind(event.actor_id.map(|a| a.to_string()))
+            .bind(event.resource_type.clone())
+            .bind(event.resource_id.to_string())
+            .bind(event.payload.to_string())
+            .bind(n.created_at.clone());
+    }
+    query
+}
+
+/// The newest notification id of each of `users` that has one, inside the caller's
+/// transaction.
+async fn newest_ids(
+    tx: &mut sqlx::AnyConnection,
+    users: &[Uuid],
+) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+    let mut unique = users.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut newest = HashMap::new();
+    for chunk in unique.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT user_id, MAX(id) AS id FROM notifications WHERE user_id IN ({}) \
+             GROUP BY user_id",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for user in chunk {
+            query = query.bind(user.to_string());
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            newest.insert(uuid_at(&row, "user_id")?, uuid_at(&row, "id")?);
+        }
+    }
+    Ok(newest)
+}
+
+/// Takes the per-user locks of [`insert_for_events`] for every one of `users` inside the
+/// caller's PostgreSQL transaction, in key order (one statement per few hundred keys: a
+/// `VALUES` list is scanned in order), so that transactions writing several users'
+/// notifications (two nodes' dispatchers) cannot deadlock on them.
+async fn lock_users(
     tx: &mut sqlx::AnyConnection,
     users: impl IntoIterator<Item = Uuid>,
 ) -> Result<(), StoreError> {
     let mut keys: Vec<i32> = users.into_iter().map(lock_key).collect();
     keys.sort_unstable();
     keys.dedup();
-    for key in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in keys.chunks(IN_CHUNK) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(CAST(${} AS INTEGER))", i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), k) FROM (VALUES {}) AS t(k)",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(LOCK_CLASS);
+        for &key in chunk {
+            query = query.bind(key);
+        }
+        query.execute(&mut *tx).await?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@
 mod due;
 mod email;
 mod email_tls;
+mod fanout;
 mod served;
 mod websocket;
 
@@ -30,7 +31,10 @@ on_both_dialects!(
     others_notifications_are_not_found,
     dispatch_rechecks_access_and_preferences,
     file_events_reach_a_share_holder,
+    a_team_mention_reaches_each_member_once,
 );
+
+use fanout::a_team_mention_reaches_each_member_once;
 
 async fn mentions_fill_the_center(app: TestApp) {
     let w = world(&app).await;
