@@ -223,16 +223,7 @@ pub async fn workspace_readers(db: &Db, workspace_id: Uuid) -> Result<Vec<Uuid>,
     let mut role_reads = std::collections::BTreeMap::new();
     for (kind, id) in chain {
         for grant in store::grants::on_scope(db, kind, id).await? {
-            let reads = match role_reads.get(&grant.role) {
-                Some(reads) => *reads,
-                None => {
-                    let held = store::roles::effective_permissions(db, &grant.role).await?;
-                    let reads = held.contains("workspace.read");
-                    role_reads.insert(grant.role.clone(), reads);
-                    reads
-                }
-            };
-            if reads {
+            if role_reads_workspace(db, &mut role_reads, &grant.role).await? {
                 readers.insert(grant.user_id);
             }
         }
@@ -267,20 +258,27 @@ pub async fn workspace_readers_among(
         if !applies || readers.contains(&grant.user_id) {
             continue;
         }
-        let reads = match role_reads.get(&grant.role) {
-            Some(reads) => *reads,
-            None => {
-                let held = store::roles::effective_permissions(db, &grant.role).await?;
-                let reads = held.contains("workspace.read");
-                role_reads.insert(grant.role.clone(), reads);
-                reads
-            }
-        };
-        if reads {
+        if role_reads_workspace(db, &mut role_reads, &grant.role).await? {
             readers.insert(grant.user_id);
         }
     }
     Ok(readers)
+}
+
+/// Whether `role` holds `workspace.read`, read once per role and kept in `known`.
+async fn role_reads_workspace(
+    db: &Db,
+    known: &mut std::collections::BTreeMap<String, bool>,
+    role: &str,
+) -> Result<bool, StoreError> {
+    if let Some(reads) = known.get(role) {
+        return Ok(*reads);
+    }
+    let reads = store::roles::effective_permissions(db, role)
+        .await?
+        .contains("workspace.read");
+    known.insert(role.to_owned(), reads);
+    Ok(reads)
 }
 
 /// A scope a grant can name: `(kind, id)`.
