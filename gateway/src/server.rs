@@ -100,6 +100,11 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path, upgrade: bool) -> Ex
             data_dir.display()
         ));
     }
+    let upgrade_lock = match upgrade.then(|| handover::UpgradeLock::take(data_dir)) {
+        None => None,
+        Some(Ok(lock)) => Some(lock),
+        Some(Err(msg)) => return fail(&msg),
+    };
     let predecessor = match upgrade.then(|| handover::Predecessor::find(data_dir)) {
         None => None,
         Some(Ok(p)) => Some(p),
@@ -171,10 +176,15 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path, upgrade: bool) -> Ex
             if let Err(msg) = handover::write_pid_file(data_dir) {
                 return fail(&msg);
             }
+            // The pid file names this process: a next upgrade may start.
+            drop(upgrade_lock);
             run_pingora(&cfg, data_dir, snapshots, metrics, table, &side);
             handover::remove_pid_file(data_dir);
         }
-        None => side.wait_for_stop_signal(),
+        None => {
+            drop(upgrade_lock);
+            side.wait_for_stop_signal()
+        }
     }
     side.shutdown(cfg.server.grace_period);
     ExitCode::SUCCESS

@@ -3,7 +3,8 @@
 //! listener its config adds, closes the one it drops, and the old process drains and
 //! exits; not one request or connection fails. `up --upgrade` hands the backend's socket
 //! over too; an upgrade turns TLS on for a listener a reload cannot change. And
-//! `--upgrade` with nothing to take over from fails at once with one line.
+//! `--upgrade` with nothing to take over from, or wanting a port someone else holds,
+//! fails at once with one line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -317,6 +318,15 @@ async fn upgrade_with_nothing_to_take_over_fails_at_once() {
     let (stderr, _) = upgrade();
     assert!(stderr.contains("not aistack"), "{stderr}");
 
+    // Another upgrade of the same data directory under way (it holds upgrade.lock):
+    // refused at once, before anything else (two would fight over upgrade.sock).
+    let held = std::fs::File::create(data.join("upgrade.lock")).expect("lock file");
+    held.try_lock().expect("lock");
+    let (stderr, took) = upgrade();
+    assert!(stderr.contains("another upgrade"), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(held);
+
     // Nothing was bound or left behind: the same config starts normally.
     assert!(!data.join("upgrade.sock").exists());
     drop(
@@ -328,6 +338,72 @@ async fn upgrade_with_nothing_to_take_over_fails_at_once() {
         )
         .await,
     );
+}
+
+#[tokio::test]
+async fn upgrade_refuses_a_busy_port_naming_who_holds_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream = Flaky::start("a").await;
+    let ports = Ports::free();
+    let a = Aistack::start(
+        "gateway",
+        &config(ports, &[ports.proxy], &upstream),
+        ports,
+        dir.path(),
+    )
+    .await;
+    let data = dir.path().join("data");
+    let upgrade = |config: String| {
+        let path = dir.path().join("next.yaml");
+        std::fs::write(&path, config).expect("write");
+        let (status, _, stderr) = run_cli(
+            &[
+                "gateway",
+                "--upgrade",
+                "--config",
+                path.to_str().expect("utf8"),
+                "--data-dir",
+                data.to_str().expect("utf8"),
+            ],
+            dir.path(),
+        );
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        stderr
+    };
+
+    // The proxy's port on the wildcard address, while A listens on 127.0.0.1 there: the
+    // two cannot be bound at once, so an upgrade cannot make that move.
+    let wildcard = config(ports, &[ports.proxy], &upstream).replace(
+        &format!("127.0.0.1:{}\n", ports.proxy),
+        &format!("0.0.0.0:{}\n", ports.proxy),
+    );
+    let stderr = upgrade(wildcard);
+    assert!(
+        stderr.contains(&format!("pid {}", a.pid()))
+            && stderr.contains(&format!("listens on 127.0.0.1:{}", ports.proxy))
+            && stderr.contains("shares the port"),
+        "{stderr}"
+    );
+
+    // A port another program (this test) holds.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = other.local_addr().expect("address").port();
+    let stderr = upgrade(config(ports, &[ports.proxy, taken], &upstream));
+    assert!(
+        stderr.contains(&format!("pid {}", std::process::id()))
+            && stderr.contains(&format!(
+                "not by the aistack being replaced (pid {})",
+                a.pid()
+            )),
+        "{stderr}"
+    );
+    drop(other);
+
+    // A was not touched: it serves on, and is still the one named in the pid file.
+    assert_eq!(who(ports.proxy).await.as_deref(), Ok("a"));
+    let pid_file = std::fs::read_to_string(data.join("aistack.pid")).expect("pid file");
+    assert_eq!(pid_file.trim(), a.pid().to_string());
 }
 
 /// Fresh-connection GETs of `url` until `stop`: (answered 200, failures).

@@ -30,6 +30,9 @@ use crate::config::GatewayConfig;
 
 /// The unix socket the listening sockets travel over, in the data directory.
 pub const UPGRADE_SOCKET: &str = "upgrade.sock";
+
+/// The file an `--upgrade` locks for its duration (see [`UpgradeLock`]).
+const UPGRADE_LOCK: &str = "upgrade.lock";
 /// The pid of the process serving from a data directory (gateway and `up` modes).
 pub const PID_FILE: &str = "aistack.pid";
 
@@ -107,20 +110,17 @@ pub fn bind(wanted: Vec<Wanted>, old: Option<&Predecessor>) -> Result<Bound, Str
     for w in wanted {
         match TcpListener::bind(w.address) {
             Ok(l) => bound.held.push((w, l)),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && old.is_some() => {
-                let pid = old.map_or(0, |o| o.pid);
-                match procfs::listens_on(pid, w.address) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                let Some(old) = old else {
+                    return Err(busy(&w, None));
+                };
+                match procfs::listens_on(old.pid, w.address) {
                     Ok(true) => bound.busy.push(w),
-                    Ok(false) => {
-                        return Err(format!(
-                            "cannot listen on {} ({}): in use by another program, not by the aistack being replaced (pid {pid})",
-                            w.address, w.key
-                        ));
-                    }
+                    Ok(false) => return Err(busy(&w, Some(old.pid))),
                     Err(e) => {
                         return Err(format!(
-                            "cannot listen on {} ({}): in use, and cannot tell whether by the aistack being replaced (pid {pid}): {e}",
-                            w.address, w.key
+                            "cannot listen on {} ({}): in use, and cannot tell whether by the aistack being replaced (pid {}): {e}",
+                            w.address, w.key, old.pid
                         ));
                     }
                 }
@@ -129,6 +129,38 @@ pub fn bind(wanted: Vec<Wanted>, old: Option<&Predecessor>) -> Result<Bound, Str
         }
     }
     Ok(bound)
+}
+
+/// Why `w`'s address cannot be bound, naming who holds it where `/proc` tells; `old` is
+/// the process an upgrade replaces, when it does not hold exactly that address.
+fn busy(w: &Wanted, old: Option<i32>) -> String {
+    let what = format!("cannot listen on {} ({})", w.address, w.key);
+    let not_old = old.map_or(String::new(), |pid| {
+        format!(", not by the aistack being replaced (pid {pid})")
+    });
+    let Ok(Some(holder)) = procfs::holder(w.address) else {
+        return format!("{what}: address in use{not_old}");
+    };
+    let at = holder.address;
+    match (holder.pid, holder.name.as_deref()) {
+        (Some(pid), _) if Some(pid) == old => format!(
+            "{what}: the aistack being replaced (pid {pid}) listens on {at}, which shares the port; \
+             an upgrade cannot move a listener between a wildcard and a specific address of one port \
+             (both cannot be bound at once): use another port, or restart"
+        ),
+        (Some(pid), Some("aistack")) if old.is_some() => format!(
+            "{what}: in use by another aistack (pid {pid}, on {at}){not_old}, most likely one still \
+             finishing after an earlier hand-over: it exits within about 5 s plus twice \
+             server.grace_period of it; retry then"
+        ),
+        (Some(pid), name) => format!(
+            "{what}: in use by {} (pid {pid}, on {at}){not_old}",
+            name.unwrap_or("another program")
+        ),
+        (None, _) => format!(
+            "{what}: in use by another program (on {at}; one whose sockets this user cannot see){not_old}"
+        ),
+    }
 }
 
 /// The sockets this process serves from.
@@ -222,6 +254,37 @@ impl Predecessor {
             )));
         }
         Ok(Predecessor { pid })
+    }
+}
+
+/// Held by an `--upgrade` from before it looks for the running process until it has
+/// written its own pid: a second `--upgrade` of the same data directory meanwhile is
+/// refused at once (two would fight over the upgrade socket and the running process).
+#[derive(Debug)]
+pub struct UpgradeLock {
+    _file: std::fs::File,
+}
+
+impl UpgradeLock {
+    /// Takes `upgrade.lock` in the data directory, or says why not in one line.
+    pub fn take(data_dir: &Path) -> Result<UpgradeLock, String> {
+        let path = data_dir.join(UPGRADE_LOCK);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("--upgrade: cannot open {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(UpgradeLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+                "--upgrade: another upgrade of {} is in progress",
+                data_dir.display()
+            )),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("--upgrade: cannot lock {}: {e}", path.display()))
+            }
+        }
     }
 }
 

@@ -9,21 +9,105 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// The `st` column of a listening socket in `/proc/net/tcp*`.
 const TCP_LISTEN: &str = "0A";
 
+/// Who listens where `address` would: a listener on the same port at the same address,
+/// or where either is a wildcard (`0.0.0.0:P` and `127.0.0.1:P` cannot both be bound).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Holder {
+    /// The address it listens on (not `address` itself when only the port is shared).
+    pub address: SocketAddr,
+    /// The process, when one whose open files this process can read holds it.
+    pub pid: Option<i32>,
+    /// That process's name (`/proc/PID/comm`).
+    pub name: Option<String>,
+}
+
 /// Whether process `pid` has a socket listening on exactly `address`.
 pub(super) fn listens_on(pid: i32, address: SocketAddr) -> io::Result<bool> {
     let inodes = socket_inodes(pid)?;
+    Ok(listeners(pid, address)?
+        .iter()
+        .any(|(a, inode)| *a == address && inodes.contains(inode)))
+}
+
+/// Who holds the port `address` wants, looked for among the processes this one can see;
+/// `None` when no listener in this network namespace conflicts with it.
+pub(super) fn holder(address: SocketAddr) -> io::Result<Option<Holder>> {
+    let me = std::process::id() as i32;
+    let conflicting: Vec<(SocketAddr, u64)> = listeners(me, address)?
+        .into_iter()
+        .filter(|(a, _)| {
+            a.port() == address.port()
+                && (a.ip() == address.ip()
+                    || a.ip().is_unspecified()
+                    || address.ip().is_unspecified())
+        })
+        .collect();
+    // The exact address first: that is the one the kernel refused.
+    let Some(&(first, _)) = conflicting
+        .iter()
+        .find(|(a, _)| *a == address)
+        .or(conflicting.first())
+    else {
+        return Ok(None);
+    };
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(inodes) = socket_inodes(pid) else {
+            continue; // gone, or not ours to read
+        };
+        let mine = |a: &SocketAddr| {
+            conflicting
+                .iter()
+                .any(|(c, i)| c == a && inodes.contains(i))
+        };
+        let held = if mine(&first) {
+            Some(first)
+        } else {
+            conflicting.iter().map(|(a, _)| *a).find(mine)
+        };
+        if let Some(address) = held {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()
+                .map(|n| n.trim().to_string());
+            return Ok(Some(Holder {
+                address,
+                pid: Some(pid),
+                name,
+            }));
+        }
+    }
+    Ok(Some(Holder {
+        address: first,
+        pid: None,
+        name: None,
+    }))
+}
+
+/// The listening sockets of `address`'s family in `pid`'s network namespace: address
+/// and inode.
+fn listeners(pid: i32, address: SocketAddr) -> io::Result<Vec<(SocketAddr, u64)>> {
     let table = match address {
         SocketAddr::V4(_) => "tcp",
         SocketAddr::V6(_) => "tcp6",
     };
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}"))?;
-    Ok(text.lines().skip(1).any(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        f.len() > 9
-            && f[3] == TCP_LISTEN
-            && parse_address(f[1]) == Some(address)
-            && f[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i))
-    }))
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() <= 9 || f[3] != TCP_LISTEN {
+                return None;
+            }
+            Some((parse_address(f[1])?, f[9].parse::<u64>().ok()?))
+        })
+        .collect())
 }
 
 /// The inodes of the sockets among `pid`'s open files.
@@ -82,6 +166,21 @@ mod tests {
         assert!(!listens_on(pid, other).expect("proc"));
         drop(listener);
         assert!(!listens_on(pid, address).expect("proc"));
+    }
+
+    #[test]
+    fn names_who_holds_an_address_or_its_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let me = Some(std::process::id() as i32);
+        let held = holder(address).expect("proc").expect("a holder");
+        assert_eq!((held.address, held.pid), (address, me));
+        // The wildcard of the same port conflicts with it too.
+        let wildcard = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), address.port());
+        let held = holder(wildcard).expect("proc").expect("a holder");
+        assert_eq!((held.address, held.pid), (address, me));
+        drop(listener);
+        assert_eq!(holder(address).expect("proc"), None);
     }
 
     #[test]
