@@ -61,6 +61,22 @@ impl Connections {
     }
 }
 
+/// Whether the client's first bytes are the HTTP/2 preface (h2c with prior knowledge),
+/// peeking only as far as it takes to tell: an HTTP/1 request differs from the preface
+/// within its first three bytes, and one shorter than the preface (`GET / HTTP/1.0`
+/// and a blank line is 18 bytes) must not wait for bytes that never come, as a single
+/// peek of the preface's 24 bytes (Pingora's way) would.
+async fn h2_preface(stream: &mut Stream) -> std::io::Result<bool> {
+    let mut seen = [0u8; H2_PREFACE.len()];
+    for n in 1..=H2_PREFACE.len() {
+        // Reads `n` bytes and puts them back (`false`: this stream cannot peek).
+        if !stream.try_peek(&mut seen[..n]).await? || seen[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 #[async_trait]
 impl ServerApp for Connections {
     async fn process_new(
@@ -80,13 +96,10 @@ impl ServerApp for Connections {
                 return self.proxy.process_new(stream, shutdown).await;
             }
         } else if options.is_some_and(|o| o.h2c) {
-            let mut preface = [0u8; H2_PREFACE.len()];
-            match tokio::time::timeout(self.header_timeout, stream.try_peek(&mut preface)).await {
+            match tokio::time::timeout(self.header_timeout, h2_preface(&mut stream)).await {
                 // Pingora peeks again and finds the same bytes.
-                Ok(Ok(true)) if preface == H2_PREFACE => {
-                    return self.proxy.process_new(stream, shutdown).await;
-                }
-                Ok(Ok(_)) => {}
+                Ok(Ok(true)) => return self.proxy.process_new(stream, shutdown).await,
+                Ok(Ok(false)) => {}
                 // Closed, or silent for the whole timeout.
                 Ok(Err(_)) | Err(_) => return None,
             }

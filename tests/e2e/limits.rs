@@ -1,6 +1,7 @@
 //! Request limits on routes without filters: too many header fields or header bytes
-//! (431), a body over `server.max_request_body` (413), declared or streamed; the answers
-//! are the JSON error and the gateway keeps serving.
+//! (431), a body over `server.max_request_body` (413), declared or streamed, an HTTP/1.1
+//! request without exactly one Host (400); the answers are the JSON error and the gateway
+//! keeps serving.
 
 use aistack_e2e::echo::EchoUpstream;
 use aistack_e2e::raw;
@@ -80,6 +81,46 @@ async fn headers_and_bodies_past_the_limits_get_431_and_413_json() {
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 413"), "{text}");
         assert!(text.contains("payload_too_large"), "{text}");
+    }
+
+    // HTTP/1.1 needs exactly one Host (RFC 9112 3.2): 400, on a connection that serves
+    // on; HTTP/1.0 may go without.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.ports.proxy))
+            .await
+            .expect("connect");
+        let hits = echo.hits();
+        stream
+            .write_all(b"GET /nohost HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let (head, _) = raw::read_response(&mut stream).await.expect("an answer");
+        assert!(head.starts_with("http/1.1 400"), "{head}");
+        assert!(head.contains("application/json"), "{head}");
+        assert_eq!(echo.hits(), hits, "nothing went upstream");
+        stream
+            .write_all(b"GET /host HTTP/1.1\r\nhost: limits.test\r\n\r\n")
+            .await
+            .expect("write");
+        let (head, _) = raw::read_response(&mut stream).await.expect("an answer");
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let two = raw::until_close(
+            gw.ports.proxy,
+            b"GET /twohosts HTTP/1.1\r\nhost: a.test\r\nhost: b.test\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .expect("an answer");
+        let two = String::from_utf8_lossy(&two);
+        assert!(two.starts_with("HTTP/1.1 400"), "{two}");
+        let old = raw::until_close(gw.ports.proxy, b"GET /old HTTP/1.0\r\n\r\n")
+            .await
+            .expect("an answer");
+        let old = String::from_utf8_lossy(&old);
+        assert!(
+            old.starts_with("HTTP/1.1 200") || old.starts_with("HTTP/1.0 200"),
+            "{old}"
+        );
     }
 
     let r = client

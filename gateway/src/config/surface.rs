@@ -273,10 +273,10 @@ pub struct ServerConf {
         with = "humantime_serde_compat"
     )]
     pub client_body_timeout: Duration,
-    /// Longest wait for a new connection's first bytes and for each read of its first
-    /// request head (slow senders); past it the connection is closed. Whole seconds, at
-    /// least 1. Default 60s. Later requests on a kept-alive connection wait up to
-    /// `keepalive_timeout` instead. Restart to change.
+    /// Longest time a request head may take to arrive whole (slow senders), in total: a
+    /// connection's first from its accept, a later one from its first byte (the idle wait
+    /// before it is `keepalive_timeout`); past it the connection is closed. At least 1s
+    /// (shorter counts as 1s). Default 60s. Restart to change.
     #[serde(
         default = "default_client_header_timeout",
         with = "humantime_serde_compat"

@@ -608,14 +608,22 @@ fn code_details(local_reply: Option<&'static str>) -> &'static str {
 }
 
 /// The request limits of `server`: too many header fields or bytes (431), a declared
-/// body over `max_request_body` (413). A streamed body is counted in
-/// `request_body_filter`.
+/// body over `max_request_body` (413); and an HTTP/1.1 request without exactly one
+/// `Host` (400). A streamed body is counted in `request_body_filter`.
 fn over_limits(
     req: &RequestHeader,
     server: &crate::config::model::ServerSettings,
 ) -> Option<ErrorReply> {
     if req.headers.len() > server.max_request_headers {
         return Some(respond::HEADERS_TOO_LARGE);
+    }
+    // RFC 9112 3.2: an HTTP/1.1 request without Host, or with several, is answered 400
+    // (HTTP/2 carries `:authority` instead; HTTP/1.0 may omit it).
+    if req.version == http::Version::HTTP_11 {
+        let mut hosts = req.headers.get_all(http::header::HOST).iter();
+        if hosts.next().is_none() || hosts.next().is_some() {
+            return Some(respond::HOST_REQUIRED);
+        }
     }
     let bytes: u64 = req
         .headers

@@ -63,6 +63,11 @@ pub const BAD_REQUEST: ErrorReply = ErrorReply {
     code: "bad_request",
     message: "the request could not be parsed",
 };
+pub const HOST_REQUIRED: ErrorReply = ErrorReply {
+    status: 400,
+    code: "bad_request",
+    message: "an HTTP/1.1 request needs exactly one Host header",
+};
 pub const INTERNAL: ErrorReply = ErrorReply {
     status: 500,
     code: "internal_error",
