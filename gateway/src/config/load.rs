@@ -81,14 +81,35 @@ fn parse(text: &str, file: &str) -> Result<ConfigFile, ConfigErrors> {
         if key == "." {
             key.clear();
         }
+        let mut message = short_message(&e);
+        if let Some(name) = duplicate_key(&message) {
+            // The path ends at the mapping, with `?` for a key not read yet.
+            let parent = key.strip_suffix('?').unwrap_or(&key).trim_end_matches('.');
+            key = if parent.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{parent}.{name}")
+            };
+            message = format!("duplicate key `{name}`: a key may appear only once in a mapping");
+        }
         ConfigErrors::single(ConfigError {
             file: file.to_owned(),
             line,
             column,
             key,
-            message: short_message(&e),
+            message,
         })
     })
+}
+
+/// The key named by serde-saphyr's `duplicate mapping key: NAME, set DuplicateKeyPolicy
+/// in Options if acceptable` (advice for programmers, not for whoever edits the file).
+fn duplicate_key(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate mapping key: ")?;
+    Some(
+        rest.split_once(", set DuplicateKeyPolicy")
+            .map_or(rest, |(name, _)| name),
+    )
 }
 
 /// serde-saphyr renders `error: line L column C: MESSAGE` plus a snippet; keep MESSAGE.

@@ -77,6 +77,25 @@ fn unknown_top_level_key_is_refused() {
 }
 
 #[test]
+fn a_duplicate_key_is_named_by_its_path() {
+    let e = load_err("listeners: []\nlisteners: []\n");
+    assert_eq!((e.0[0].line, e.0[0].key.as_str()), (2, "listeners"), "{e}");
+    let e = load_err(
+        "upstreams:\n  b:\n    targets: [127.0.0.1:9]\nroutes:\n  - name: r\n    path: /\n    upstream: b\n    upstream: b\n",
+    );
+    let first = &e.0[0];
+    assert_eq!(
+        (first.line, first.key.as_str()),
+        (8, "routes[0].upstream"),
+        "{first}"
+    );
+    assert_eq!(
+        first.message,
+        "duplicate key `upstream`: a key may appear only once in a mapping"
+    );
+}
+
+#[test]
 fn wrong_type_names_the_key() {
     let e = load_err("server:\n  threads: many\n");
     assert_eq!(e.0[0].key, "server.threads");
