@@ -1,7 +1,7 @@
 //! Request limits on routes without filters: too many header fields or header bytes
 //! (431), a body over `server.max_request_body` (413), declared or streamed, an HTTP/1.1
-//! request without exactly one Host (400); the answers are the JSON error and the gateway
-//! keeps serving.
+//! request without exactly one Host (400); the answers are the JSON error (on HTTP/2 too,
+//! while the client still sends) and the gateway keeps serving.
 
 use aistack_e2e::echo::EchoUpstream;
 use aistack_e2e::raw;
@@ -130,6 +130,57 @@ async fn headers_and_bodies_past_the_limits_get_431_and_413_json() {
         .await
         .expect("request");
     assert_eq!(r.status(), 200, "the gateway keeps serving");
+}
+
+/// An HTTP/2 (h2c) POST of 1 MiB to the gateway on `port`, with or without a declared
+/// length: the answer's status and body, or the stream error the client saw.
+async fn h2_post_mib(port: u16, declared: bool) -> Result<(u16, String), String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2c handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://127.0.0.1:{port}/h2/upload"));
+    if declared {
+        request = request.header("content-length", (1u32 << 20).to_string());
+    }
+    let (response, mut send) = client
+        .send_request(request.body(()).expect("request"), false)
+        .expect("send");
+    // Queued whole; h2 sends what the gateway's window admits.
+    send.send_data(bytes::Bytes::from(vec![b'z'; 1 << 20]), true)
+        .expect("data");
+    let response = response.await.map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| format!("body: {e:?}"))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    Ok((status, String::from_utf8_lossy(&data).into_owned()))
+}
+
+#[tokio::test]
+async fn an_h2_body_past_the_limit_gets_the_413_not_a_stream_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let gw = start_with_server(&echo, dir.path(), 2, LIMITS, ROUTES).await;
+    // The answer goes out while the client is still sending; a reset of the stream
+    // right after it would discard it (the client saw a stream error most times).
+    for round in 0..5 {
+        for declared in [true, false] {
+            let answer = h2_post_mib(gw.ports.proxy, declared).await;
+            let (status, body) =
+                answer.unwrap_or_else(|e| panic!("round {round}, declared {declared}: {e}"));
+            assert_eq!(status, 413, "{body}");
+            assert!(body.contains("payload_too_large"), "{body}");
+        }
+    }
 }
 
 #[tokio::test]

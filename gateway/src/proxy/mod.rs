@@ -338,10 +338,12 @@ impl ProxyHttp for Gateway {
             ctx.request_body_seen += chunk.len() as u64;
             if ctx.request_body_seen > max {
                 ctx.pending_error = Some(respond::BODY_TOO_LARGE);
-                return Error::e_explain(
+                // The client's doing: not logged as an internal failure.
+                let e = Error::explain(
                     ErrorType::InternalError,
                     "the request body exceeds server.max_request_body",
                 );
+                return Err(e.into_down());
             }
         }
         if ctx.request_streaming.is_some() {

@@ -1,6 +1,8 @@
 //! The proxy's own responses: JSON errors `{"error":{"code","message","request_id"}}`
 //! and filter local replies, written so the connection stays reusable.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -120,7 +122,17 @@ pub async fn send_error(
     write(session, h, body).await
 }
 
+/// Longest an HTTP/2 request body still arriving is read (and dropped) after the
+/// gateway answered early, so that the answer is on the wire before the stream is reset.
+const H2_LINGER: Duration = Duration::from_secs(1);
+
 /// Writes a complete response; the connection stays open for the next request.
+///
+/// On HTTP/2, an answer given before the request body has ended (a 413, a filter's 401)
+/// is followed by reading what the client still sends, until its end or a reset or for
+/// [`H2_LINGER`]: the stream is reset once the request is dropped unfinished, and a reset
+/// discards the response frames still queued, so the client would see a stream error
+/// instead of the answer.
 pub async fn write(
     session: &mut Session,
     header: ResponseHeader,
@@ -132,6 +144,10 @@ pub async fn write(
         .await?;
     if !head_only {
         session.write_response_body(Some(body), true).await?;
+    }
+    if session.is_http2() && !session.is_body_done() {
+        let linger = async { while let Ok(Some(_)) = session.read_request_body().await {} };
+        let _ = tokio::time::timeout(H2_LINGER, linger).await;
     }
     Ok(())
 }
