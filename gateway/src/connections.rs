@@ -30,6 +30,10 @@ mod head_deadline;
 
 use head_deadline::HeadDeadline;
 
+/// Bytes a request head may have beyond its header names and values before it is refused
+/// as it arrives (the request line, mostly): see [`head_deadline`].
+const HEAD_FRAMING_ALLOWANCE: usize = 16 * 1024;
+
 /// The HTTP/2 connection preface (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -104,7 +108,15 @@ impl ServerApp for Connections {
                 Ok(Err(_)) | Err(_) => return None,
             }
         }
-        let stream: Stream = Box::new(HeadDeadline::new(stream, self.header_timeout));
+        let snapshot = self.snapshots.load();
+        let server = &snapshot.config.server;
+        // The request line and the framing of each field (`: ` and CRLF) on top of the
+        // names and values `max_request_header_bytes` counts.
+        let max_head = usize::try_from(server.max_request_header_bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(server.max_request_headers.saturating_mul(4))
+            .saturating_add(HEAD_FRAMING_ALLOWANCE);
+        let stream: Stream = Box::new(HeadDeadline::new(stream, self.header_timeout, max_head));
         let mut session = ServerSession::new_http1(stream);
         if *shutdown.borrow() {
             session.set_keepalive(None);

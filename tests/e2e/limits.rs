@@ -83,6 +83,25 @@ async fn headers_and_bodies_past_the_limits_get_431_and_413_json() {
         assert!(text.contains("payload_too_large"), "{text}");
     }
 
+    // A head that outgrows the limit plus the allowance for its request line and framing
+    // (400 + 8 x 4 + 16 KiB here) is refused as it arrives, before it is buffered whole:
+    // 431 JSON, connection closed. Exactly one byte too many is sent, so that the gateway
+    // has read everything when it closes (a close with unread bytes is a reset).
+    {
+        let max_head = 400 + 8 * 4 + 16 * 1024;
+        let mut head = b"GET /huge HTTP/1.1\r\nhost: limits.test\r\nx-big: ".to_vec();
+        head.resize(max_head + 1, b'b');
+        let answer = raw::until_close(gw.ports.proxy, &head)
+            .await
+            .expect("an answer, not a reset");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        assert!(
+            answer.contains("request_header_fields_too_large") && answer.contains("request_id"),
+            "{answer}"
+        );
+    }
+
     // HTTP/1.1 needs exactly one Host (RFC 9112 3.2): 400, on a connection that serves
     // on; HTTP/1.0 may go without.
     {

@@ -12,6 +12,11 @@
 //!
 //! Only bytes read from the socket are seen: a head that Pingora already holds because the
 //! client pipelined it behind the previous request is not timed (it has arrived).
+//!
+//! The same scan bounds a head's size as it arrives: past `max_head` bytes without its
+//! blank line, the connection gets a `431` JSON error and is closed, instead of Pingora
+//! buffering up to its own 1 MiB before the proxy's exact check
+//! (`server.max_request_header_bytes`, on the parsed head) could refuse it.
 
 use std::io;
 use std::pin::Pin;
@@ -38,9 +43,16 @@ enum Head {
     Reading {
         deadline: Pin<Box<Sleep>>,
         newlines: u8,
+        /// Bytes of the head so far.
+        bytes: usize,
     },
     /// The head is complete: reads pass through.
     Done,
+    /// The head outgrew `max_head`: `reply` (a 431) is being written from `written` on;
+    /// then reads fail.
+    Refusing { reply: Vec<u8>, written: usize },
+    /// The 431 is out (or could not be written): every read fails.
+    Refused,
 }
 
 /// See the module docs.
@@ -48,19 +60,23 @@ enum Head {
 pub(crate) struct HeadDeadline {
     inner: Stream,
     timeout: Duration,
+    max_head: usize,
     head: Head,
 }
 
 impl HeadDeadline {
-    /// Wraps a new connection's stream; its first head must be complete `timeout` from now.
-    pub(crate) fn new(inner: Stream, timeout: Duration) -> Self {
+    /// Wraps a new connection's stream; its first head must be complete `timeout` from now,
+    /// and every head within `max_head` bytes.
+    pub(crate) fn new(inner: Stream, timeout: Duration, max_head: usize) -> Self {
         let deadline = Box::pin(tokio::time::sleep_until(Instant::now() + timeout));
         HeadDeadline {
             inner,
             timeout,
+            max_head,
             head: Head::Reading {
                 deadline,
                 newlines: 0,
+                bytes: 0,
             },
         }
     }
@@ -80,12 +96,18 @@ impl HeadDeadline {
             self.head = Head::Reading {
                 deadline: Box::pin(tokio::time::sleep_until(Instant::now() + self.timeout)),
                 newlines: 0,
+                bytes: 0,
             };
         }
-        let Head::Reading { newlines, .. } = &mut self.head else {
+        let Head::Reading {
+            newlines,
+            bytes: seen,
+            ..
+        } = &mut self.head
+        else {
             return;
         };
-        for &b in bytes {
+        for (i, &b) in bytes.iter().enumerate() {
             match b {
                 b'\n' => {
                     *newlines += 1;
@@ -97,8 +119,59 @@ impl HeadDeadline {
                 b'\r' => {}
                 _ => *newlines = 0,
             }
+            if *seen + i + 1 > self.max_head {
+                self.head = Head::Refusing {
+                    reply: too_large_reply(),
+                    written: 0,
+                };
+                return;
+            }
         }
+        *seen += bytes.len();
     }
+
+    /// Writes what is left of the 431; `Ready` once it is out or cannot be written.
+    fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Head::Refusing { reply, written } = &mut self.head {
+            if *written == reply.len() {
+                if Pin::new(&mut self.inner).poll_flush(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.head = Head::Refused;
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &reply[*written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => *written += n,
+                Poll::Ready(_) => self.head = Head::Refused,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+/// The raw `431` for a head over the size limit: the proxy's JSON error, with a request
+/// id of its own (the request was never parsed), and `Connection: close`.
+fn too_large_reply() -> Vec<u8> {
+    use crate::proxy::{request_id, respond};
+    let id = request_id::generate();
+    let body = respond::error_body(&respond::HEADERS_TOO_LARGE, &id);
+    let mut reply = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(&body);
+    reply
+}
+
+/// The error every read gets once a head was refused for its size.
+fn too_large() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "request head over the size limit (server.max_request_header_bytes)",
+    )
 }
 
 impl AsyncRead for HeadDeadline {
@@ -108,11 +181,23 @@ impl AsyncRead for HeadDeadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        match this.head {
+            Head::Refusing { .. } => {
+                return this.poll_refuse(cx).map(|()| Err(too_large()));
+            }
+            Head::Refused => return Poll::Ready(Err(too_large())),
+            Head::Awaiting | Head::Reading { .. } | Head::Done => {}
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if !matches!(this.head, Head::Done) {
                     this.scan(&buf.filled()[before..]);
+                    if matches!(this.head, Head::Refusing { .. }) {
+                        // Nothing of this head reaches the parser.
+                        buf.set_filled(before);
+                        return this.poll_refuse(cx).map(|()| Err(too_large()));
+                    }
                 }
                 Poll::Ready(Ok(()))
             }
@@ -120,7 +205,7 @@ impl AsyncRead for HeadDeadline {
             Poll::Pending => {
                 let expired = match &mut this.head {
                     Head::Reading { deadline, .. } => deadline.as_mut().poll(cx).is_ready(),
-                    Head::Awaiting | Head::Done => false,
+                    Head::Awaiting | Head::Done | Head::Refusing { .. } | Head::Refused => false,
                 };
                 if expired {
                     return Poll::Ready(Err(io::Error::new(
@@ -242,7 +327,7 @@ mod tests {
         a.set_nonblocking(true).expect("nonblocking");
         let socket = tokio::net::UnixStream::from_std(a).expect("tokio");
         let inner: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(socket));
-        HeadDeadline::new(inner, Duration::from_secs(1))
+        HeadDeadline::new(inner, Duration::from_secs(1), 64)
     }
 
     fn done(s: &HeadDeadline) -> bool {
@@ -268,6 +353,30 @@ mod tests {
         assert!(matches!(s.head, Head::Reading { .. }));
         s.scan(b"\n");
         assert!(done(&s));
+    }
+
+    #[tokio::test]
+    async fn a_head_past_its_size_is_refused_and_a_body_is_not_counted() {
+        let mut s = stream();
+        s.scan(&[b'x'; 40]);
+        s.scan(b"\r\n\r\n");
+        assert!(done(&s), "44 bytes, within 64");
+        s.scan(&[b'y'; 1000]);
+        assert!(done(&s), "a body after the head is not a head");
+        s.next_head();
+        s.scan(&[b'x'; 60]);
+        assert!(matches!(s.head, Head::Reading { .. }));
+        s.scan(&[b'x'; 5]);
+        assert!(
+            matches!(s.head, Head::Refusing { .. }),
+            "65 bytes without an end"
+        );
+        let Head::Refusing { reply, .. } = &s.head else {
+            unreachable!()
+        };
+        let text = String::from_utf8_lossy(reply);
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        assert!(text.contains("request_header_fields_too_large"), "{text}");
     }
 
     #[tokio::test]
