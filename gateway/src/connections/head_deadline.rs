@@ -14,9 +14,12 @@
 //! client pipelined it behind the previous request is not timed (it has arrived).
 //!
 //! The same scan bounds a head's size as it arrives: past `max_head` bytes without its
-//! blank line, the connection gets a `431` JSON error and is closed, instead of Pingora
-//! buffering up to its own 1 MiB before the proxy's exact check
-//! (`server.max_request_header_bytes`, on the parsed head) could refuse it.
+//! blank line, the connection gets a `431` JSON error, its write side is shut, what the
+//! client still sends is read and dropped (at most 1 MiB, for at most 1 s: a close with
+//! unread bytes would be a reset, which can discard the 431 before the client reads it),
+//! and it is closed. Without this Pingora would buffer up to its own 1 MiB of the head
+//! before the proxy's exact check (`server.max_request_header_bytes`, on the parsed head)
+//! could refuse it.
 
 use std::io;
 use std::pin::Pin;
@@ -49,9 +52,13 @@ enum Head {
     /// The head is complete: reads pass through.
     Done,
     /// The head outgrew `max_head`: `reply` (a 431) is being written from `written` on;
-    /// then reads fail.
+    /// then the write side is shut and what the client still sends is read and dropped.
     Refusing { reply: Vec<u8>, written: usize },
-    /// The 431 is out (or could not be written): every read fails.
+    /// After the 431 and the shutdown of the write side: the client's bytes are read and
+    /// dropped until its end, `left` runs out or `until` passes, so that the close is not a
+    /// reset that could discard the 431 before the client reads it.
+    Lingering { until: Pin<Box<Sleep>>, left: usize },
+    /// Done refusing: every read fails.
     Refused,
 }
 
@@ -130,25 +137,64 @@ impl HeadDeadline {
         *seen += bytes.len();
     }
 
-    /// Writes what is left of the 431; `Ready` once it is out or cannot be written.
+    /// Writes what is left of the 431, shuts the write side, lingers; `Ready` once done
+    /// (or once anything of it fails).
     fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while let Head::Refusing { reply, written } = &mut self.head {
-            if *written == reply.len() {
-                if Pin::new(&mut self.inner).poll_flush(cx).is_pending() {
-                    return Poll::Pending;
+        loop {
+            match &mut self.head {
+                Head::Refusing { reply, written } if *written < reply.len() => {
+                    match Pin::new(&mut self.inner).poll_write(cx, &reply[*written..]) {
+                        Poll::Ready(Ok(n)) if n > 0 => *written += n,
+                        Poll::Ready(_) => self.head = Head::Refused,
+                        Poll::Pending => return Poll::Pending,
+                    }
                 }
-                self.head = Head::Refused;
-                break;
-            }
-            match Pin::new(&mut self.inner).poll_write(cx, &reply[*written..]) {
-                Poll::Ready(Ok(n)) if n > 0 => *written += n,
-                Poll::Ready(_) => self.head = Head::Refused,
-                Poll::Pending => return Poll::Pending,
+                Head::Refusing { .. } => match Pin::new(&mut self.inner).poll_flush(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(_)) => self.head = Head::Refused,
+                    Poll::Ready(Ok(())) => match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(_)) => self.head = Head::Refused,
+                        Poll::Ready(Ok(())) => {
+                            self.head = Head::Lingering {
+                                until: Box::pin(tokio::time::sleep(LINGER)),
+                                left: LINGER_BYTES,
+                            };
+                        }
+                    },
+                },
+                Head::Lingering { until, left } => {
+                    let mut scratch = [0u8; 4096];
+                    let mut buf = ReadBuf::new(&mut scratch);
+                    match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                            *left = left.saturating_sub(buf.filled().len());
+                            if *left == 0 {
+                                self.head = Head::Refused;
+                            }
+                        }
+                        // The client's end, or an error.
+                        Poll::Ready(_) => self.head = Head::Refused,
+                        Poll::Pending => {
+                            if until.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            self.head = Head::Refused;
+                        }
+                    }
+                }
+                Head::Awaiting | Head::Reading { .. } | Head::Done | Head::Refused => {
+                    return Poll::Ready(());
+                }
             }
         }
-        Poll::Ready(())
     }
 }
+
+/// Longest the client's bytes are read and dropped after a 431 for a head's size.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read and dropped then (Pingora's own limit of a head).
+const LINGER_BYTES: usize = 1 << 20;
 
 /// The raw `431` for a head over the size limit: the proxy's JSON error, with a request
 /// id of its own (the request was never parsed), and `Connection: close`.
@@ -182,7 +228,7 @@ impl AsyncRead for HeadDeadline {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match this.head {
-            Head::Refusing { .. } => {
+            Head::Refusing { .. } | Head::Lingering { .. } => {
                 return this.poll_refuse(cx).map(|()| Err(too_large()));
             }
             Head::Refused => return Poll::Ready(Err(too_large())),
@@ -205,7 +251,11 @@ impl AsyncRead for HeadDeadline {
             Poll::Pending => {
                 let expired = match &mut this.head {
                     Head::Reading { deadline, .. } => deadline.as_mut().poll(cx).is_ready(),
-                    Head::Awaiting | Head::Done | Head::Refusing { .. } | Head::Refused => false,
+                    Head::Awaiting
+                    | Head::Done
+                    | Head::Refusing { .. }
+                    | Head::Lingering { .. }
+                    | Head::Refused => false,
                 };
                 if expired {
                     return Poll::Ready(Err(io::Error::new(
