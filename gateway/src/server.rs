@@ -173,12 +173,16 @@ pub fn run(mode: Mode, config_path: &Path, data_dir: &Path, upgrade: bool) -> Ex
     }
     match table {
         Some(table) => {
+            // Named in the pid file, this process may get a next upgrade's SIGQUIT before
+            // Pingora listens for it (once running): until then one is ignored, not fatal.
+            if let Err(msg) = side.absorb_sigquit() {
+                return fail(&msg);
+            }
             if let Err(msg) = handover::write_pid_file(data_dir) {
                 return fail(&msg);
             }
-            // The pid file names this process: a next upgrade may start.
-            drop(upgrade_lock);
-            run_pingora(&cfg, data_dir, snapshots, metrics, table, &side);
+            let running = Running { upgrade_lock };
+            run_pingora(&cfg, data_dir, snapshots, metrics, table, &side, running);
             handover::remove_pid_file(data_dir);
         }
         None => {
@@ -264,6 +268,12 @@ fn raise_open_file_limit() {
 
 /// Runs the proxy on the sockets of `table` until SIGTERM (graceful), SIGINT (fast) or
 /// SIGQUIT (hand the sockets to a successor, then graceful).
+/// What is let go once Pingora runs (and so handles SIGQUIT): the `--upgrade` lock, so a
+/// next upgrade can only signal a process that is ready to hand over.
+struct Running {
+    upgrade_lock: Option<handover::UpgradeLock>,
+}
+
 fn run_pingora(
     cfg: &GatewayConfig,
     data_dir: &Path,
@@ -271,6 +281,7 @@ fn run_pingora(
     metrics: Metrics,
     table: handover::SocketTable,
     side: &side::SideRuntime,
+    running: Running,
 ) {
     let grace = cfg.server.grace_period.as_secs().max(1);
     let conf = ServerConf {
@@ -329,7 +340,11 @@ fn run_pingora(
     // The proxy finds its sockets in Pingora's table, put there first.
     let sockets = server.add_service(table);
     server.add_service(proxy).add_dependency(&sockets);
-    side.follow(server.watch_execution_phase(), draining);
+    side.follow(
+        server.watch_execution_phase(),
+        draining,
+        running.upgrade_lock,
+    );
     server.bootstrap();
     let listeners: Vec<String> = cfg
         .listeners

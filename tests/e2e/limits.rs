@@ -132,6 +132,17 @@ async fn headers_and_bodies_past_the_limits_get_431_and_413_json() {
         .expect("an answer");
         let two = String::from_utf8_lossy(&two);
         assert!(two.starts_with("HTTP/1.1 400"), "{two}");
+        let two = raw::until_close(
+            gw.ports.proxy,
+            b"GET /twohosts HTTP/1.0\r\nhost: a.test\r\nhost: b.test\r\n\r\n",
+        )
+        .await
+        .expect("an answer");
+        let two = String::from_utf8_lossy(&two);
+        assert!(
+            two.starts_with("HTTP/1.1 400"),
+            "HTTP/1.0, two Hosts: {two}"
+        );
         let old = raw::until_close(gw.ports.proxy, b"GET /old HTTP/1.0\r\n\r\n")
             .await
             .expect("an answer");
@@ -190,7 +201,9 @@ async fn an_h2_body_past_the_limit_gets_the_413_not_a_stream_error() {
     let echo = EchoUpstream::start().await;
     let gw = start_with_server(&echo, dir.path(), 2, LIMITS, ROUTES).await;
     // The answer goes out while the client is still sending; a reset of the stream
-    // right after it would discard it (the client saw a stream error most times).
+    // right after it would discard it. curl saw that stream error in most tries before
+    // the gateway read on after early answers; this client (the h2 crate's) never did, so
+    // this checks the answer over HTTP/2, not that race.
     for round in 0..5 {
         for declared in [true, false] {
             let answer = h2_post_mib(gw.ports.proxy, declared).await;

@@ -619,13 +619,12 @@ fn over_limits(
     if req.headers.len() > server.max_request_headers {
         return Some(respond::HEADERS_TOO_LARGE);
     }
-    // RFC 9112 3.2: an HTTP/1.1 request without Host, or with several, is answered 400
-    // (HTTP/2 carries `:authority` instead; HTTP/1.0 may omit it).
-    if req.version == http::Version::HTTP_11 {
-        let mut hosts = req.headers.get_all(http::header::HOST).iter();
-        if hosts.next().is_none() || hosts.next().is_some() {
-            return Some(respond::HOST_REQUIRED);
-        }
+    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any request with several, is
+    // answered 400 (HTTP/1.0 may omit it; HTTP/2 carries `:authority` instead).
+    let mut hosts = req.headers.get_all(http::header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() || (first.is_none() && req.version == http::Version::HTTP_11) {
+        return Some(respond::HOST_REQUIRED);
     }
     let bytes: u64 = req
         .headers

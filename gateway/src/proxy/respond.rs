@@ -68,7 +68,7 @@ pub const BAD_REQUEST: ErrorReply = ErrorReply {
 pub const HOST_REQUIRED: ErrorReply = ErrorReply {
     status: 400,
     code: "bad_request",
-    message: "an HTTP/1.1 request needs exactly one Host header",
+    message: "a request may carry one Host header, and an HTTP/1.1 request needs one",
 };
 pub const INTERNAL: ErrorReply = ErrorReply {
     status: 500,

@@ -88,6 +88,18 @@ pub fn wanted(cfg: &GatewayConfig, gateway: bool, backend: bool) -> Result<Vec<W
                 w.address, w.key, prev.key
             ));
         }
+        // `0.0.0.0:P` and `127.0.0.1:P` cannot both be bound (nor `[::]:P` and `[::1]:P`).
+        let overlaps = |p: &&Wanted| {
+            p.address.port() == w.address.port()
+                && p.address.is_ipv4() == w.address.is_ipv4()
+                && (p.address.ip().is_unspecified() || w.address.ip().is_unspecified())
+        };
+        if let Some(prev) = all[..i].iter().find(overlaps) {
+            return Err(format!(
+                "cannot listen on {} ({}): {} ({}) is on the same port, and a wildcard and a specific address of one port cannot both be bound",
+                w.address, w.key, prev.address, prev.key
+            ));
+        }
     }
     Ok(all)
 }
@@ -138,7 +150,7 @@ fn busy(w: &Wanted, old: Option<i32>) -> String {
     let not_old = old.map_or(String::new(), |pid| {
         format!(", not by the aistack being replaced (pid {pid})")
     });
-    let Ok(Some(holder)) = procfs::holder(w.address) else {
+    let Ok(Some(holder)) = procfs::holder(w.address, old) else {
         return format!("{what}: address in use{not_old}");
     };
     let at = holder.address;
@@ -453,5 +465,46 @@ impl ServiceWithDependents for SocketTable {
 
     fn listen_addresses(&self) -> Option<Vec<String>> {
         Some(self.sockets.iter().map(|(a, _)| a.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listeners: &str, admin: &str) -> GatewayConfig {
+        let text = format!("listeners:\n{listeners}admin:\n  address: {admin}\n");
+        crate::config::load_str(
+            &text,
+            "t.yaml",
+            Path::new("."),
+            Path::new("/tmp/data"),
+            &|_| None,
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn addresses_that_cannot_both_be_bound_are_refused_naming_both_keys() {
+        let cfg = config("  - address: 127.0.0.1:7001\n", "127.0.0.1:7001");
+        let e = wanted(&cfg, true, false).expect_err("the same address twice");
+        assert!(
+            e.contains("admin.address") && e.contains("listeners[0]"),
+            "{e}"
+        );
+
+        let cfg = config("  - address: 0.0.0.0:7001\n", "127.0.0.1:7001");
+        let e = wanted(&cfg, true, false).expect_err("wildcard and specific, one port");
+        assert!(e.contains("0.0.0.0:7001 (listeners[0])"), "{e}");
+        assert!(e.contains("cannot both be bound"), "{e}");
+
+        let cfg = config(
+            "  - address: 0.0.0.0:7001\n  - address: '[::1]:7001'\n",
+            "127.0.0.1:7002",
+        );
+        assert!(
+            wanted(&cfg, true, false).is_ok(),
+            "another family, another port"
+        );
     }
 }

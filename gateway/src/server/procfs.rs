@@ -29,9 +29,11 @@ pub(super) fn listens_on(pid: i32, address: SocketAddr) -> io::Result<bool> {
         .any(|(a, inode)| *a == address && inodes.contains(inode)))
 }
 
-/// Who holds the port `address` wants, looked for among the processes this one can see;
-/// `None` when no listener in this network namespace conflicts with it.
-pub(super) fn holder(address: SocketAddr) -> io::Result<Option<Holder>> {
+/// Who holds the port `address` wants, looked for among the processes this one can see,
+/// `pid_first` (the process an upgrade replaces) before the others: for a few seconds after a
+/// hand-over it shares its listening sockets with the process it replaced. `None` when no
+/// listener in this network namespace conflicts with it.
+pub(super) fn holder(address: SocketAddr, pid_first: Option<i32>) -> io::Result<Option<Holder>> {
     let me = std::process::id() as i32;
     let conflicting: Vec<(SocketAddr, u64)> = listeners(me, address)?
         .into_iter()
@@ -50,14 +52,10 @@ pub(super) fn holder(address: SocketAddr) -> io::Result<Option<Holder>> {
     else {
         return Ok(None);
     };
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    let others = std::fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok());
+    for pid in pid_first.into_iter().chain(others) {
         let Ok(inodes) = socket_inodes(pid) else {
             continue; // gone, or not ours to read
         };
@@ -173,14 +171,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         let me = Some(std::process::id() as i32);
-        let held = holder(address).expect("proc").expect("a holder");
+        let held = holder(address, None).expect("proc").expect("a holder");
         assert_eq!((held.address, held.pid), (address, me));
         // The wildcard of the same port conflicts with it too.
         let wildcard = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), address.port());
-        let held = holder(wildcard).expect("proc").expect("a holder");
+        let held = holder(wildcard, me).expect("proc").expect("a holder");
         assert_eq!((held.address, held.pid), (address, me));
         drop(listener);
-        assert_eq!(holder(address).expect("proc"), None);
+        assert_eq!(holder(address, me).expect("proc"), None);
     }
 
     #[test]

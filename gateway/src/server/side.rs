@@ -187,15 +187,20 @@ impl SideRuntime {
     /// the admin API and the backend stop accepting here (the successor accepts on the same
     /// sockets); from
     /// then on, and from SIGTERM, the proxy is `draining` (see [`crate::proxy::Gateway`]).
+    ///
+    /// `upgrade_lock` (held by an `--upgrade`) is let go once Pingora runs.
     pub(super) fn follow(
         &self,
         mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
         draining: Arc<AtomicBool>,
+        upgrade_lock: Option<super::handover::UpgradeLock>,
     ) {
         let handed_over = self.handed_over.clone();
+        let mut upgrade_lock = upgrade_lock;
         self.runtime.spawn(async move {
             while let Ok(phase) = phases.recv().await {
                 match phase {
+                    ExecutionPhase::Running => drop(upgrade_lock.take()),
                     ExecutionPhase::GracefulUpgradeTransferringFds => {
                         tracing::info!("SIGQUIT: sending the listening sockets to the new process");
                     }
@@ -211,6 +216,17 @@ impl SideRuntime {
                 }
             }
         });
+    }
+
+    /// From here on a SIGQUIT does not end the process (its default action) but is
+    /// dropped, until Pingora listens for it. tokio's handler, once installed, stays for
+    /// the life of the process; a signal that arrived before Pingora's listener is not
+    /// delivered to it.
+    pub(super) fn absorb_sigquit(&self) -> Result<(), String> {
+        let _runtime = self.runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::quit())
+            .map(drop)
+            .map_err(|e| format!("cannot handle SIGQUIT: {e}"))
     }
 
     pub(super) fn wait_for_stop_signal(&self) {
