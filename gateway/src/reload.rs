@@ -61,13 +61,15 @@ impl Reloader {
             for w in config::tls::warnings(&cfg) {
                 tracing::warn!(trigger, "{w}");
             }
-            Snapshot::build(
+            let mut next = Snapshot::build(
                 cfg,
                 &self.wasm,
                 &self.health,
                 self.snapshots.next_generation(),
                 &file,
-            )
+            )?;
+            next.keep_retry_budgets(&old);
+            Ok(next)
         });
         match result {
             Ok(snapshot) => {

@@ -39,12 +39,17 @@ pub struct Route {
     /// Whole-request deadline.
     pub timeout: Option<Duration>,
     pub retries: RetrySpec,
-    pub retry_budget: RetryBudget,
+    /// Shared with the next snapshot while the route stays (see
+    /// [`Snapshot::keep_retry_budgets`]).
+    pub retry_budget: Arc<RetryBudget>,
 }
 
 /// Retries may add at most `ratio` of a route's requests, plus a reserve of
 /// [`RetryBudget::RESERVE`] so a quiet route can still retry. Counted in
-/// thousandths of a retry.
+/// thousandths of a retry. A token bucket without a clock: each request
+/// deposits `ratio` of a retry, each retry withdraws one, and the balance never
+/// exceeds the reserve, so after an outage the reserve comes back through
+/// requests, not through time.
 #[derive(Debug)]
 pub struct RetryBudget {
     ratio_milli: i64,
@@ -141,7 +146,7 @@ impl Snapshot {
                 filters,
                 timeout: spec.timeout,
                 retries: spec.retries.clone(),
-                retry_budget: RetryBudget::new(spec.retries.budget),
+                retry_budget: Arc::new(RetryBudget::new(spec.retries.budget)),
             });
         }
         if !errors.is_empty() {
@@ -159,6 +164,26 @@ impl Snapshot {
             routes,
             upstreams,
         })
+    }
+
+    /// Takes over the retry budgets of `previous` for the routes that stay (same
+    /// name, same budget ratio), so that a reload neither refills a budget an
+    /// outage has spent nor empties one. Requests still on `previous` keep
+    /// spending from the same budget. Like Envoy, which keeps a cluster's
+    /// circuit-breaker state when a config update leaves the cluster unchanged.
+    pub fn keep_retry_budgets(&mut self, previous: &Snapshot) {
+        keep_retry_budgets(&mut self.routes, &previous.routes);
+    }
+}
+
+fn keep_retry_budgets(routes: &mut [Route], previous: &[Route]) {
+    for route in routes {
+        if let Some(old) = previous
+            .iter()
+            .find(|o| o.name == route.name && o.retries.budget == route.retries.budget)
+        {
+            route.retry_budget = Arc::clone(&old.retry_budget);
+        }
     }
 }
 
@@ -208,5 +233,100 @@ impl SnapshotHandle {
     /// Makes `next` the snapshot for new requests; in-flight ones keep theirs.
     pub fn swap(&self, next: Snapshot) {
         self.current.store(Arc::new(next));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_budget_spends_the_reserve_then_the_ratio() {
+        let b = RetryBudget::new(0.2);
+        // A route that has had no requests yet may retry RESERVE times.
+        for i in 0..RetryBudget::RESERVE {
+            assert!(b.withdraw(), "retry {i} of the reserve");
+        }
+        assert!(!b.withdraw(), "the reserve is spent");
+        // Then one retry per five requests, never two in a row.
+        for round in 0..4 {
+            for _ in 0..4 {
+                b.deposit();
+                assert!(!b.withdraw(), "round {round}: not earned yet");
+            }
+            b.deposit();
+            assert!(b.withdraw(), "round {round}: five requests earn a retry");
+            assert!(!b.withdraw(), "round {round}: one retry only");
+        }
+        // Requests refill the reserve, but no further than it.
+        for _ in 0..1000 {
+            b.deposit();
+        }
+        for i in 0..RetryBudget::RESERVE {
+            assert!(b.withdraw(), "retry {i} of the refilled reserve");
+        }
+        assert!(!b.withdraw(), "the balance stops at the reserve");
+    }
+
+    #[test]
+    fn retry_budget_ratios_at_the_edges() {
+        let none = RetryBudget::new(0.0);
+        for _ in 0..RetryBudget::RESERVE {
+            assert!(none.withdraw());
+        }
+        for _ in 0..100 {
+            none.deposit();
+        }
+        assert!(!none.withdraw(), "ratio 0: only the reserve");
+
+        let all = RetryBudget::new(1.0);
+        for _ in 0..RetryBudget::RESERVE {
+            assert!(all.withdraw());
+        }
+        for _ in 0..100 {
+            all.deposit();
+            assert!(all.withdraw(), "ratio 1: every request may retry");
+            assert!(!all.withdraw());
+        }
+    }
+
+    fn route(name: &str, budget: f64) -> Route {
+        Route {
+            name: Arc::from(name),
+            prefix: "/".to_owned(),
+            strip_prefix: false,
+            upstream: 0,
+            filters: Vec::new(),
+            timeout: None,
+            retries: RetrySpec {
+                max: 1,
+                budget,
+                non_idempotent: false,
+            },
+            retry_budget: Arc::new(RetryBudget::new(budget)),
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_budgets_of_unchanged_routes() {
+        let old = vec![route("a", 0.2), route("b", 0.2), route("gone", 0.2)];
+        for r in &old {
+            while r.retry_budget.withdraw() {}
+        }
+        let mut new = vec![route("a", 0.2), route("b", 0.5), route("new", 0.2)];
+        keep_retry_budgets(&mut new, &old);
+        assert!(Arc::ptr_eq(&new[0].retry_budget, &old[0].retry_budget));
+        assert!(
+            !new[0].retry_budget.withdraw(),
+            "still spent after the reload"
+        );
+        assert!(
+            new[1].retry_budget.withdraw(),
+            "a changed ratio starts afresh"
+        );
+        assert!(
+            new[2].retry_budget.withdraw(),
+            "a new route has its reserve"
+        );
     }
 }

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::flaky::{Flaky, Mode};
 
-const BASE: &str = r#"
+/// Listeners, admin and server settings; upstreams and routes follow.
+pub(crate) const BASE: &str = r#"
 listeners:
   - address: 127.0.0.1:{proxy}
 admin:
@@ -22,13 +23,24 @@ server:
   watch: false
 "#;
 
-async fn start(extra: &str, dir: &std::path::Path) -> Aistack {
+/// A gateway with `extra` (upstreams, routes) after the base config.
+pub(crate) async fn start(extra: &str, dir: &std::path::Path) -> Aistack {
+    start_with_server("", extra, dir).await
+}
+
+/// Like [`start`], with `server_extra` (lines indented by two) added to `server:`.
+pub(crate) async fn start_with_server(
+    server_extra: &str,
+    extra: &str,
+    dir: &std::path::Path,
+) -> Aistack {
     let ports = Ports::free();
-    let config = format!("{}{extra}", render(BASE, ports));
+    let config = format!("{}{server_extra}{extra}", render(BASE, ports));
     Aistack::start("gateway", &config, ports, dir).await
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
+/// GETs `url`: the status and the JSON body (null if none). Panics on a transport error.
+pub(crate) async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
     match client.get(url).send().await {
         Ok(r) => {
             let s = r.status().as_u16();
@@ -39,7 +51,12 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
 }
 
 /// Polls `/upstreams` until `pred` holds for the upstream `name`.
-async fn wait_upstream(gw: &Aistack, name: &str, what: &str, pred: impl Fn(&Value) -> bool) {
+pub(crate) async fn wait_upstream(
+    gw: &Aistack,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -52,7 +69,8 @@ async fn wait_upstream(gw: &Aistack, name: &str, what: &str, pred: impl Fn(&Valu
     }
 }
 
-fn target(u: &Value, port: u16) -> &Value {
+/// The target `127.0.0.1:PORT` of an upstream in `/upstreams`, or null.
+pub(crate) fn target(u: &Value, port: u16) -> &Value {
     u["targets"]
         .as_array()
         .and_then(|t| {
@@ -316,6 +334,78 @@ routes:
     }
     assert_eq!(count(&got, 200), 6, "{got:?}");
     assert!(got.iter().all(|b| b.1["body"] == "payload"));
+}
+
+/// Sends `n` GETs to `url` one after another, each failing (502) because the only
+/// target resets every connection; returns how many tries reached that target.
+async fn failing_gets(client: &reqwest::Client, url: &str, n: usize, target: &Flaky) -> usize {
+    let before = target.proxied();
+    for i in 0..n {
+        let (status, body) = get(client, url).await;
+        assert_eq!(status, 502, "request {i}: {body}");
+    }
+    target.proxied() - before
+}
+
+#[tokio::test]
+async fn the_retry_budget_stops_retries_once_spent_even_across_a_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = Flaky::start("bad").await;
+    bad.set_mode(Mode::Reset);
+    let config = format!(
+        r#"
+upstreams:
+  resets:
+    targets: [127.0.0.1:{}]
+routes:
+  - name: budgeted
+    path: /budgeted
+    upstream: resets
+    retries: {{ max: 1, budget: 0.2 }}
+  - name: unbounded
+    path: /unbounded
+    upstream: resets
+    retries: {{ max: 1, budget: 1.0 }}
+"#,
+        bad.port()
+    );
+    let gw = start(&config, dir.path()).await;
+    let client = reqwest::Client::new();
+
+    // With a budget of 1 every failed GET is tried twice: the count is exact.
+    let hits = failing_gets(&client, &gw.url("/unbounded"), 20, &bad).await;
+    assert_eq!(hits, 40, "each request retried once");
+
+    // Budget 0.2: the reserve of 10 retries, plus 0.2 per request, then one
+    // retry per five requests. Bounds rather than exact counts, with slack.
+    let retries = failing_gets(&client, &gw.url("/budgeted"), 60, &bad).await - 60;
+    assert!(
+        (10..=24).contains(&retries),
+        "60 failing requests: the reserve and about a fifth retried, got {retries} retries"
+    );
+    let retries = failing_gets(&client, &gw.url("/budgeted"), 50, &bad).await - 50;
+    assert!(
+        (8..=12).contains(&retries),
+        "budget spent: about one in five of 50 requests retried, got {retries}"
+    );
+
+    // A reload that leaves the route alone does not refill its reserve.
+    let mut file = std::fs::read_to_string(&gw.config_path).expect("config");
+    file.push_str("  - { name: extra, path: /extra, upstream: resets }\n");
+    std::fs::write(&gw.config_path, file).expect("write config");
+    let r = client
+        .post(gw.admin_url("/config/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    let (status, _) = get(&client, &gw.url("/extra")).await;
+    assert_eq!(status, 502, "the reloaded config is in force");
+    let retries = failing_gets(&client, &gw.url("/budgeted"), 20, &bad).await - 20;
+    assert!(
+        retries <= 6,
+        "after the reload 20 requests still earn about 4 retries (a refilled reserve would give 12+), got {retries}"
+    );
 }
 
 #[tokio::test]
