@@ -162,30 +162,33 @@ fn new_peer(
     peer
 }
 
-/// The consistent-hash input for this request, if the upstream hashes.
+/// The consistent-hash input for this request, if the upstream hashes. `None`
+/// (no such header or cookie) makes [`Upstream::pick`] fall back to round robin.
 fn hash_key(upstream: &Upstream, session: &Session, ctx: &RequestCtx) -> Option<Vec<u8>> {
+    let headers = &session.req_header().headers;
     match upstream.spec.hash_on.as_ref()? {
         HashOn::Ip => ctx
             .info
             .client_addr
             .map(|a| a.ip().to_string().into_bytes()),
-        HashOn::Header(name) => session
-            .req_header()
-            .headers
-            .get(name)
-            .map(|v| v.as_bytes().to_vec()),
-        HashOn::Cookie(name) => session
-            .req_header()
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                (k == name).then(|| v.as_bytes().to_vec())
-            }),
+        HashOn::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
+        HashOn::Cookie(name) => cookie(headers, name).map(|v| v.as_bytes().to_vec()),
     }
+}
+
+/// The value of the first cookie called `name` (case-sensitive) in the `Cookie`
+/// headers (HTTP/2 clients may send several), as sent: quotes are kept, and an
+/// empty value is a value.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
 }
 
 pub(super) fn route_of(ctx: &RequestCtx) -> Option<(&Snapshot, &Route)> {
@@ -275,5 +278,55 @@ pub(super) fn check_deadline(ctx: &RequestCtx) -> pingora::Result<()> {
             "route timeout elapsed while the response streamed",
         ),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+    use http::header::COOKIE;
+
+    use super::cookie;
+
+    fn cookies(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn the_hash_cookie_is_found_among_others() {
+        let h = cookies(&["theme=dark; sid=abc123;lang=en"]);
+        assert_eq!(cookie(&h, "sid"), Some("abc123"));
+        assert_eq!(cookie(&h, "lang"), Some("en"), "no space after `;`");
+        assert_eq!(cookie(&h, "theme"), Some("dark"), "the first one");
+        let h = cookies(&["  sid=x  ;  other=y  "]);
+        assert_eq!(cookie(&h, "sid"), Some("x"), "spaces around a pair");
+        assert_eq!(cookie(&h, "other"), Some("y"));
+    }
+
+    #[test]
+    fn several_cookie_headers_and_repeated_names() {
+        let h = cookies(&["a=1", "sid=second-header; sid=later"]);
+        assert_eq!(cookie(&h, "sid"), Some("second-header"), "the first wins");
+        assert_eq!(cookie(&h, "a"), Some("1"));
+    }
+
+    #[test]
+    fn names_match_exactly() {
+        let h = cookies(&["xsid=1; SID=2; sid_x=3; sid"]);
+        assert_eq!(cookie(&h, "sid"), None, "no prefix, suffix or case match");
+        let h = cookies(&["sid=; b=2"]);
+        assert_eq!(cookie(&h, "sid"), Some(""), "an empty value is a value");
+        let h = cookies(&["sid=\"q=1\""]);
+        assert_eq!(cookie(&h, "sid"), Some("\"q=1\""), "kept as sent");
+    }
+
+    #[test]
+    fn a_missing_cookie_gives_no_key() {
+        assert_eq!(cookie(&HeaderMap::new(), "sid"), None);
+        assert_eq!(cookie(&cookies(&["other=1"]), "sid"), None);
     }
 }
