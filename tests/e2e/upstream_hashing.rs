@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::flaky::Flaky;
-use crate::upstreams::{get, start};
+use crate::upstreams::{get, start, start_with_server};
 
 async fn three_targets() -> [Flaky; 3] {
     [
@@ -125,4 +125,50 @@ async fn consistent_hash_on_the_client_ip_sticks_per_address() {
         spread.extend(seen);
     }
     assert!(spread.len() >= 2, "24 addresses spread: {spread:?}");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_ip_is_hashed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let targets = three_targets().await;
+    let gw = start_with_server(
+        "  trusted_proxies: [127.0.0.100]\n",
+        &sticky(&targets, "ip"),
+        dir.path(),
+    )
+    .await;
+    let send = |client: reqwest::Client, forwarded: String| {
+        let url = gw.url("/x");
+        async move {
+            let r = client
+                .get(url)
+                .header("x-forwarded-for", forwarded)
+                .send()
+                .await
+                .expect("request");
+            let status = r.status().as_u16();
+            upstream_of(status, &r.json().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // Through the trusted proxy each forwarded client has its own key.
+    let proxy = client_from("127.0.0.100");
+    let mut spread = BTreeSet::new();
+    for host in 1..=24 {
+        let mut seen = BTreeSet::new();
+        for _ in 0..3 {
+            seen.insert(send(proxy.clone(), format!("198.51.100.{host}")).await);
+        }
+        assert_eq!(seen.len(), 1, "198.51.100.{host} sticks: {seen:?}");
+        spread.extend(seen);
+    }
+    assert!(spread.len() >= 2, "forwarded clients spread: {spread:?}");
+
+    // From anyone else the header is not believed: one address, one target.
+    let direct = client_from("127.0.0.7");
+    let mut seen = BTreeSet::new();
+    for host in 1..=12 {
+        seen.insert(send(direct.clone(), format!("198.51.100.{host}")).await);
+    }
+    assert_eq!(seen.len(), 1, "a spoofed header does not move it: {seen:?}");
 }

@@ -167,10 +167,13 @@ fn new_peer(
 fn hash_key(upstream: &Upstream, session: &Session, ctx: &RequestCtx) -> Option<Vec<u8>> {
     let headers = &session.req_header().headers;
     match upstream.spec.hash_on.as_ref()? {
+        // The client behind trusted proxies: behind a load balancer the peer is
+        // always the balancer, and one key would send everything to one target.
         HashOn::Ip => ctx
             .info
-            .client_addr
-            .map(|a| a.ip().to_string().into_bytes()),
+            .client_ip
+            .or(ctx.info.client_addr.map(|a| a.ip()))
+            .map(|ip| ip.to_string().into_bytes()),
         HashOn::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
         HashOn::Cookie(name) => cookie(headers, name).map(|v| v.as_bytes().to_vec()),
     }
