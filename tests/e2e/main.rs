@@ -24,6 +24,7 @@ mod timeouts;
 mod tls;
 mod tls_support;
 mod upgrade;
+mod upstream_checks;
 mod upstream_hashing;
 mod upstreams;
 mod walkthrough;
