@@ -1,5 +1,13 @@
 //! Keeping upstream targets fresh, through the real binary: the TCP health
-//! check ejects a target whose port closed and takes it back when it reopens.
+//! check ejects a target whose port closed and takes it back when it reopens;
+//! HTTP health checks speak HTTP/2 to an `http2` upstream.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::net::TcpListener;
 
 use crate::flaky::Flaky;
 use crate::upstreams::{get, start, target, wait_upstream};
@@ -51,4 +59,137 @@ routes:
         assert_eq!(status, 200);
     }
     assert_eq!(t1.proxied(), 10, "round robin over both again");
+}
+
+/// An upstream that speaks HTTP/2 with prior knowledge only (an HTTP/1.1 request
+/// fails its handshake): answers every request with `status` and no body,
+/// counting health checks (by their `User-Agent`) apart from other requests.
+struct H2Only {
+    port: u16,
+    status: Arc<AtomicU16>,
+    checks: Arc<AtomicUsize>,
+    proxied: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl H2Only {
+    async fn start() -> H2Only {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let status = Arc::new(AtomicU16::new(200));
+        let checks = Arc::new(AtomicUsize::new(0));
+        let proxied = Arc::new(AtomicUsize::new(0));
+        let state = (
+            Arc::clone(&status),
+            Arc::clone(&checks),
+            Arc::clone(&proxied),
+        );
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (status, checks, proxied) = (
+                    Arc::clone(&state.0),
+                    Arc::clone(&state.1),
+                    Arc::clone(&state.2),
+                );
+                conns.spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, mut respond))) = conn.accept().await {
+                        let is_check = request
+                            .headers()
+                            .get("user-agent")
+                            .is_some_and(|v| v.as_bytes() == b"aistack-health-check");
+                        if is_check && request.uri().path() == "/healthz" {
+                            checks.fetch_add(1, Ordering::SeqCst);
+                        } else if !is_check {
+                            proxied.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let response = http::Response::builder()
+                            .status(status.load(Ordering::SeqCst))
+                            .body(())
+                            .expect("response");
+                        let _ = respond.send_response(response, true);
+                    }
+                });
+            }
+        });
+        H2Only {
+            port,
+            status,
+            checks,
+            proxied,
+            task,
+        }
+    }
+}
+
+impl Drop for H2Only {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn http_health_checks_speak_http2_to_an_http2_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = H2Only::start().await;
+    let port = up.port;
+    let gw = start(
+        &format!(
+            r#"
+upstreams:
+  h2:
+    targets: [127.0.0.1:{port}]
+    http2: true
+    health_check:
+      path: /healthz
+      interval: 100ms
+      timeout: 1s
+      healthy_threshold: 1
+      unhealthy_threshold: 2
+routes:
+  - {{ name: h2, path: /, upstream: h2 }}
+"#
+        ),
+        dir.path(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while up.checks.load(Ordering::SeqCst) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the h2-only upstream got no HTTP/2 health check; /upstreams: {}",
+            get(&client, &gw.admin_url("/upstreams")).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_upstream(&gw, "h2", "healthy after passing checks", |u| {
+        target(u, port)["health_check"] == "healthy" && u["available"] == 1
+    })
+    .await;
+    let (status, _) = get(&client, &gw.url("/x")).await;
+    assert_eq!(status, 200);
+    assert_eq!(up.proxied.load(Ordering::SeqCst), 1, "proxied over HTTP/2");
+
+    // The checks read the HTTP/2 status: a 503 takes the target out ...
+    up.status.store(503, Ordering::SeqCst);
+    wait_upstream(&gw, "h2", "unhealthy on 503", |u| {
+        target(u, port)["health_check"] == "unhealthy" && u["available"] == 0
+    })
+    .await;
+    let (status, body) = get(&client, &gw.url("/x")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &Value::from("no_upstream"))
+    );
+
+    // ... and a 200 brings it back.
+    up.status.store(200, Ordering::SeqCst);
+    wait_upstream(&gw, "h2", "healthy again", |u| u["available"] == 1).await;
+    let (status, _) = get(&client, &gw.url("/x")).await;
+    assert_eq!(status, 200);
 }

@@ -1,7 +1,9 @@
 //! Background upkeep of upstream targets, on the side runtime: active health
 //! checks (HTTP GET or TCP connect, per upstream interval and thresholds) and
 //! DNS re-resolution. Both follow the current snapshot, so a reload changes
-//! what is checked without restarting anything.
+//! what is checked without restarting anything. The HTTP check speaks the
+//! upstream's protocol: HTTP/1.1, or HTTP/2 with prior knowledge (h2c) for an
+//! `http2` upstream, which may speak nothing else.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use crate::snapshot::SnapshotHandle;
 /// How often the loop looks for due checks; each target keeps its own interval.
 const TICK: Duration = Duration::from_millis(100);
 const DNS_TICK: Duration = Duration::from_secs(1);
+/// The `User-Agent` of the HTTP checks.
+const USER_AGENT: &str = "aistack-health-check";
 
 /// Runs active health checks until `stop` turns true.
 pub async fn run_health_checks(
@@ -37,8 +41,9 @@ pub async fn run_health_checks(
                 let hc = hc.clone();
                 let name = Arc::clone(&upstream.name);
                 let host = host_header(&ep.target);
+                let http2 = upstream.spec.http2;
                 tokio::spawn(async move {
-                    let ok = probe(ep.addr, &host, &hc).await;
+                    let ok = probe(ep.addr, &host, &hc, http2).await;
                     ep.health
                         .probing
                         .store(false, std::sync::atomic::Ordering::Release);
@@ -94,33 +99,59 @@ pub async fn run_dns_refresh(
     }
 }
 
-/// One check: true when the target is healthy.
-async fn probe(addr: SocketAddr, host: &str, hc: &HealthCheckSpec) -> bool {
+/// One check: true when the target is healthy. `http2`: the upstream speaks
+/// HTTP/2 with prior knowledge, so an HTTP check does too.
+async fn probe(addr: SocketAddr, host: &str, hc: &HealthCheckSpec, http2: bool) -> bool {
     let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        if hc.kind == HealthCheckKind::Tcp {
-            return Some(true);
+        let stream = TcpStream::connect(addr).await.ok()?;
+        match (hc.kind, http2) {
+            (HealthCheckKind::Tcp, _) => Some(true),
+            (HealthCheckKind::Http, false) => probe_http1(stream, host, &hc.path).await,
+            (HealthCheckKind::Http, true) => probe_h2(stream, host, &hc.path).await,
         }
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: aistack-health-check\r\nConnection: close\r\n\r\n",
-            hc.path
-        );
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = [0u8; 32];
-        let mut n = 0;
-        while n < 12 {
-            let read = stream.read(&mut buf[n..]).await.ok()?;
-            if read == 0 {
-                break;
-            }
-            n += read;
-        }
-        Some(status_is_healthy(&buf[..n]))
     };
     matches!(
         tokio::time::timeout(hc.timeout, attempt).await,
         Ok(Some(true))
     )
+}
+
+/// `GET path` over HTTP/1.1: whether the status line says healthy.
+async fn probe_http1(mut stream: TcpStream, host: &str, path: &str) -> Option<bool> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = [0u8; 32];
+    let mut n = 0;
+    while n < 12 {
+        let read = stream.read(&mut buf[n..]).await.ok()?;
+        if read == 0 {
+            break;
+        }
+        n += read;
+    }
+    Some(status_is_healthy(&buf[..n]))
+}
+
+/// `GET path` over HTTP/2 with prior knowledge (h2c): whether the status is
+/// 2xx or 3xx. The connection is driven beside the request and dropped after
+/// the response head.
+async fn probe_h2(stream: TcpStream, host: &str, path: &str) -> Option<bool> {
+    let (client, connection) = h2::client::handshake(stream).await.ok()?;
+    let request = http::Request::get(format!("http://{host}{path}"))
+        .header(http::header::USER_AGENT, USER_AGENT)
+        .body(())
+        .ok()?;
+    let response = async {
+        let mut client = client.ready().await.ok()?;
+        let (response, _) = client.send_request(request, true).ok()?;
+        response.await.ok()
+    };
+    tokio::select! {
+        r = response => r.map(|r| r.status().is_success() || r.status().is_redirection()),
+        _ = connection => None,
+    }
 }
 
 /// `HTTP/1.x 2xx` or `3xx`.
