@@ -112,9 +112,10 @@ async fn prepare(
             snapshots.clone(),
             stop.clone(),
         ));
-        tokio::spawn(upstream::checks::run_dns_refresh(
+        tokio::spawn(upstream::dns::run_dns_refresh(
             snapshots,
             reloader.health.clone(),
+            upstream::dns::system_resolver(),
             stop.clone(),
         ));
         let store = KeyStore::new(&database_url, database.key_cache)

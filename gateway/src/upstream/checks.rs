@@ -1,25 +1,22 @@
-//! Background upkeep of upstream targets, on the side runtime: active health
-//! checks (HTTP GET or TCP connect, per upstream interval and thresholds) and
-//! DNS re-resolution. Both follow the current snapshot, so a reload changes
-//! what is checked without restarting anything. The HTTP check speaks the
-//! upstream's protocol: HTTP/1.1, or HTTP/2 with prior knowledge (h2c) for an
-//! `http2` upstream, which may speak nothing else.
+//! Active health checks of upstream targets, on the side runtime (HTTP GET or
+//! TCP connect, per upstream interval and thresholds). They follow the current
+//! snapshot, so a reload changes what is checked without restarting anything.
+//! The HTTP check speaks the upstream's protocol: HTTP/1.1, or HTTP/2 with
+//! prior knowledge (h2c) for an `http2` upstream, which may speak nothing else.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::HealthRegistry;
 use crate::config::model::HealthCheckSpec;
 use crate::config::surface::HealthCheckKind;
 use crate::snapshot::SnapshotHandle;
 
 /// How often the loop looks for due checks; each target keeps its own interval.
 const TICK: Duration = Duration::from_millis(100);
-const DNS_TICK: Duration = Duration::from_secs(1);
 /// The `User-Agent` of the HTTP checks.
 const USER_AGENT: &str = "aistack-health-check";
 
@@ -61,40 +58,6 @@ pub async fn run_health_checks(
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Resolves DNS names among the targets again, each upstream on its own
-/// `resolve_interval`, until `stop` turns true.
-pub async fn run_dns_refresh(
-    snapshots: SnapshotHandle,
-    registry: HealthRegistry,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(DNS_TICK) => {}
-            _ = stop.changed() => return,
-        }
-        let snapshot = snapshots.load();
-        for (i, upstream) in snapshot.upstreams.iter().enumerate() {
-            if !upstream.has_names() {
-                continue;
-            }
-            {
-                let mut last = upstream
-                    .last_resolved
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if last.elapsed() < upstream.spec.resolve_interval {
-                    continue;
-                }
-                *last = Instant::now();
-            }
-            let snap = Arc::clone(&snapshot);
-            let reg = registry.clone();
-            let _ = tokio::task::spawn_blocking(move || snap.upstreams[i].refresh_dns(&reg)).await;
         }
     }
 }

@@ -8,10 +8,12 @@
 //!   request are skipped; no target left means `None` (a 503 for the client).
 //! - [`health`]: per-target state in a process-wide registry, so it survives
 //!   reloads for upstreams that stay.
-//! - [`checks`]: active HTTP/TCP health checks and DNS re-resolution, run on
-//!   the side runtime against whatever snapshot is current.
+//! - [`checks`]: active HTTP/TCP health checks, and [`dns`]: DNS names
+//!   resolved again on a schedule; both run on the side runtime against
+//!   whatever snapshot is current.
 
 pub mod checks;
+pub mod dns;
 pub mod health;
 
 use std::collections::BTreeSet;
@@ -54,7 +56,8 @@ pub struct Upstream {
     pub spec: UpstreamSpec,
     endpoints: ArcSwap<Endpoints>,
     next: AtomicUsize,
-    pub(crate) last_resolved: Mutex<Instant>,
+    /// When the DNS names were last resolved (see [`dns`]).
+    last_resolved: Mutex<Instant>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -68,12 +71,8 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     pub fn new(spec: UpstreamSpec, registry: &HealthRegistry) -> Self {
-        let resolved: Vec<(Arc<str>, u32, Vec<SocketAddr>)> = spec
-            .targets
-            .iter()
-            .map(|t| (Arc::from(t.address.as_str()), t.weight, t.resolved.clone()))
-            .collect();
-        let endpoints = build_endpoints(&spec, &resolved, registry);
+        let answers = spec.targets.iter().map(|t| t.resolved.clone()).collect();
+        let endpoints = build_endpoints(&spec, answers, registry);
         Self {
             name: Arc::from(spec.name.as_str()),
             endpoints: ArcSwap::from_pointee(endpoints),
@@ -171,71 +170,27 @@ impl Upstream {
             .iter()
             .any(|e| e.health.is_available())
     }
-
-    /// Whether any target is a DNS name (resolved again on a schedule).
-    pub fn has_names(&self) -> bool {
-        self.spec.targets.iter().any(|t| t.is_name)
-    }
-
-    /// Resolves the DNS names again (blocking) and swaps in the new addresses
-    /// when they changed. A name that fails to resolve keeps its old addresses.
-    pub fn refresh_dns(&self, registry: &HealthRegistry) -> bool {
-        let current = self.endpoints.load();
-        let mut changed = false;
-        let resolved: Vec<(Arc<str>, u32, Vec<SocketAddr>)> = self
-            .spec
-            .targets
-            .iter()
-            .map(|t| {
-                let old: Vec<SocketAddr> = current
-                    .list
-                    .iter()
-                    .filter(|e| &*e.target == t.address.as_str())
-                    .map(|e| e.addr)
-                    .collect();
-                let new = if t.is_name {
-                    match crate::config::upstream::resolve(&t.address) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            tracing::warn!(upstream = %self.name, "DNS: {e}; keeping the old addresses");
-                            old.clone()
-                        }
-                    }
-                } else {
-                    old.clone()
-                };
-                changed |= new != old;
-                (Arc::from(t.address.as_str()), t.weight, new)
-            })
-            .collect();
-        if changed {
-            let eps = build_endpoints(&self.spec, &resolved, registry);
-            tracing::info!(
-                upstream = %self.name,
-                addresses = ?eps.list.iter().map(|e| e.addr).collect::<Vec<_>>(),
-                "DNS answers changed"
-            );
-            self.endpoints.store(Arc::new(eps));
-        }
-        changed
-    }
 }
 
+/// The endpoints for these answers (one list of addresses per configured
+/// target); an address two targets share is kept once, with the first one's
+/// weight.
 fn build_endpoints(
     spec: &UpstreamSpec,
-    resolved: &[(Arc<str>, u32, Vec<SocketAddr>)],
+    answers: Vec<Vec<SocketAddr>>,
     registry: &HealthRegistry,
 ) -> Endpoints {
     let mut list: Vec<Endpoint> = Vec::new();
-    for (target, weight, addrs) in resolved {
+    for (t, addrs) in spec.targets.iter().zip(&answers) {
+        let target: Arc<str> = Arc::from(t.address.as_str());
         for addr in addrs {
             if list.iter().any(|e| e.addr == *addr) {
                 continue;
             }
             list.push(Endpoint {
                 addr: *addr,
-                weight: *weight,
-                target: Arc::clone(target),
+                weight: t.weight,
+                target: Arc::clone(&target),
                 health: registry.get(&spec.name, *addr),
             });
         }
