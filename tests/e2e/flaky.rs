@@ -37,6 +37,12 @@ impl Flaky {
         Self::serve(name, listener)
     }
 
+    /// Listens on `addr` (e.g. `[::1]` on the port of another one); an error if it
+    /// cannot.
+    pub async fn start_on(name: &'static str, addr: SocketAddr) -> std::io::Result<Flaky> {
+        Ok(Self::serve(name, TcpListener::bind(addr).await?))
+    }
+
     /// Listens on `addr` again (after [`Flaky::stop`]): the port comes back.
     pub async fn restart_on(name: &'static str, addr: SocketAddr) -> Flaky {
         let mut tries = 0;

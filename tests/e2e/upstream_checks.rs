@@ -1,16 +1,18 @@
 //! Keeping upstream targets fresh, through the real binary: the TCP health
 //! check ejects a target whose port closed and takes it back when it reopens;
-//! HTTP health checks speak HTTP/2 to an `http2` upstream.
+//! HTTP health checks speak HTTP/2 to an `http2` upstream; a target named by
+//! DNS is proxied to and resolved again on its interval.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use aistack_e2e::{Aistack, Ports, render};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::flaky::Flaky;
-use crate::upstreams::{get, start, target, wait_upstream};
+use crate::upstreams::{BASE, get, start, target, wait_upstream};
 
 #[tokio::test]
 async fn tcp_health_checks_eject_a_closed_port_and_recover_it() {
@@ -192,4 +194,97 @@ routes:
     wait_upstream(&gw, "h2", "healthy again", |u| u["available"] == 1).await;
     let (status, _) = get(&client, &gw.url("/x")).await;
     assert_eq!(status, 200);
+}
+
+/// Lines of the gateway's output containing every one of `needles`.
+fn lines_with(gw: &Aistack, needles: &[&str]) -> usize {
+    gw.output()
+        .lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
+}
+
+#[tokio::test]
+async fn a_target_named_by_dns_is_proxied_and_resolved_again_without_churn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = Flaky::start("local").await;
+    let port = local.port();
+    // `localhost` may stand for ::1 too: listen there as well, on the same port.
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(("localhost", port))
+        .await
+        .expect("resolve localhost")
+        .collect();
+    let mut also = Vec::new();
+    for addr in resolved.iter().filter(|a| **a != local.addr) {
+        if let Ok(f) = Flaky::start_on("local", *addr).await {
+            also.push(f);
+        }
+    }
+    // `shared`: a name and an IP literal for one address (the name's answer must not
+    // look new at every interval). Passive ejection takes out an address of
+    // `localhost` nothing could listen on.
+    let upstreams = format!(
+        r#"
+upstreams:
+  named:
+    targets: [localhost:{port}]
+    resolve_interval: 1s
+    passive: {{ max_failures: 1, ejection_time: 60s }}
+  shared:
+    targets: [127.0.0.1:{port}, localhost:{port}]
+    resolve_interval: 1s
+    passive: {{ max_failures: 1, ejection_time: 60s }}
+routes:
+  - {{ name: named, path: /named, upstream: named }}
+  - {{ name: shared, path: /shared, upstream: shared }}
+"#
+    );
+    let ports = Ports::free();
+    let config = format!("{}{upstreams}", render(BASE, ports));
+    let env = [("AISTACK_LOG", "info,aistack_gateway::upstream::dns=debug")];
+    let gw = Aistack::start_with_env("gateway", &config, ports, dir.path(), &env).await;
+    let client = reqwest::Client::new();
+
+    let (_, v) = get(&client, &gw.admin_url("/upstreams")).await;
+    let named = v["upstreams"]["named"]["targets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut addresses: Vec<&str> = named.iter().filter_map(|t| t["address"].as_str()).collect();
+    addresses.sort_unstable();
+    let mut expected: Vec<String> = resolved.iter().map(ToString::to_string).collect();
+    expected.sort_unstable();
+    assert_eq!(addresses, expected, "every address of localhost: {v}");
+    let name = format!("localhost:{port}");
+    assert!(named.iter().all(|t| t["target"] == name.as_str()), "{v}");
+
+    let send_all = || async {
+        for path in ["/named/x", "/shared/x"] {
+            for _ in 0..6 {
+                let (status, body) = get(&client, &gw.url(path)).await;
+                assert_eq!((status, body["upstream"].as_str()), (200, Some("local")));
+            }
+        }
+    };
+    send_all().await;
+
+    // Both upstreams are resolved again each second; the answers stay the same.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for upstream in ["upstream=named", "upstream=shared"] {
+        while lines_with(&gw, &["DNS answers unchanged", upstream]) < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "no two unchanged resolutions of {upstream}:\n{}",
+                gw.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    send_all().await;
+    assert_eq!(
+        lines_with(&gw, &["DNS answers changed"]),
+        0,
+        "{}",
+        gw.output()
+    );
 }

@@ -105,24 +105,19 @@ impl Upstream {
             .spec
             .targets
             .iter()
-            .map(|t| {
-                let old: Vec<SocketAddr> = current
-                    .list
-                    .iter()
-                    .filter(|e| &*e.target == t.address.as_str())
-                    .map(|e| e.addr)
-                    .collect();
+            .zip(&current.answers)
+            .map(|(t, old)| {
                 if !t.is_name {
-                    return old;
+                    return old.clone();
                 }
                 match resolve(&t.address) {
                     Ok(new) => {
-                        changed |= new != old;
+                        changed |= new != *old;
                         new
                     }
                     Err(e) => {
                         tracing::warn!(upstream = %self.name, "DNS: {e}; keeping the old addresses");
-                        old
+                        old.clone()
                     }
                 }
             })
@@ -135,6 +130,8 @@ impl Upstream {
                 "DNS answers changed"
             );
             self.endpoints.store(Arc::new(eps));
+        } else {
+            tracing::debug!(upstream = %self.name, "DNS answers unchanged");
         }
         changed
     }
@@ -279,6 +276,33 @@ mod tests {
         assert!(u.refresh_dns(&reg, &|n| dns.resolve(n)));
         assert_eq!(dns.asked(), ["svc.test:80"]);
         assert_eq!(addrs(&u), [addr(9), addr(2)]);
+    }
+
+    #[test]
+    fn two_names_for_one_address_are_no_change_at_every_interval() {
+        let reg = HealthRegistry::new();
+        let u = upstream(
+            &[
+                ("a.test:80", vec![addr(1)]),
+                ("b.test:80", vec![addr(1), addr(2)]),
+            ],
+            &reg,
+        );
+        assert_eq!(addrs(&u), [addr(1), addr(2)], "a shared address once");
+        let dns = FakeDns::default();
+        dns.set("a.test:80", Ok(vec![addr(1)]));
+        dns.set("b.test:80", Ok(vec![addr(1), addr(2)]));
+        for round in 0..3 {
+            assert!(
+                !u.refresh_dns(&reg, &|n| dns.resolve(n)),
+                "round {round}: the same answers are no change"
+            );
+        }
+        // The second name drops the shared address: the first still has it.
+        dns.set("b.test:80", Ok(vec![addr(2)]));
+        assert!(u.refresh_dns(&reg, &|n| dns.resolve(n)));
+        assert_eq!(addrs(&u), [addr(1), addr(2)]);
+        assert!(!u.refresh_dns(&reg, &|n| dns.resolve(n)));
     }
 
     #[test]

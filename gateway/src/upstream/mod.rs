@@ -45,6 +45,10 @@ pub struct Endpoint {
 /// from them; replaced whole when DNS answers change.
 struct Endpoints {
     list: Vec<Endpoint>,
+    /// What each configured target resolved to, in the order of the spec's
+    /// targets, before an address two targets share was kept once in `list`:
+    /// what the next DNS answer is compared with.
+    answers: Vec<Vec<SocketAddr>>,
     /// Smooth weighted round-robin order: indexes into `list`.
     schedule: Vec<usize>,
     ring: Option<Arc<KetamaHashing>>,
@@ -206,6 +210,7 @@ fn build_endpoints(
     });
     Endpoints {
         list,
+        answers,
         schedule,
         ring,
     }
