@@ -12,6 +12,7 @@
 
 mod due;
 mod email;
+mod email_daily;
 mod email_pace;
 mod email_tls;
 mod fanout;
