@@ -343,3 +343,46 @@ impl EmailOptions {
             .min(Duration::from_secs(3600))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_base(base: Duration) -> EmailOptions {
+        let mut options = EmailOptions::new(
+            "smtp.example.test",
+            "notify@example.test",
+            "https://example.test",
+            vec![7; 32],
+        );
+        options.retry_base = base;
+        options
+    }
+
+    #[test]
+    fn backoff_doubles_per_attempt_from_the_base_up_to_an_hour() {
+        let options = with_base(Duration::from_secs(30));
+        let waits: Vec<u64> = (1..=10).map(|a| options.backoff(a).as_secs()).collect();
+        assert_eq!(
+            waits,
+            [30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600],
+            "after attempts 1 to 10"
+        );
+        assert_eq!(
+            options.backoff(0),
+            Duration::from_secs(30),
+            "no attempt yet"
+        );
+        assert_eq!(options.backoff(u32::MAX), Duration::from_secs(3600));
+
+        let quick = with_base(Duration::from_millis(50));
+        assert_eq!(quick.backoff(1), Duration::from_millis(50));
+        assert_eq!(quick.backoff(4), Duration::from_millis(400));
+        assert_eq!(quick.backoff(u32::MAX), Duration::from_secs(3600));
+
+        // A base above the cap is capped from the first retry, without overflow.
+        let huge = with_base(Duration::MAX);
+        assert_eq!(huge.backoff(1), Duration::from_secs(3600));
+        assert_eq!(huge.backoff(30), Duration::from_secs(3600));
+    }
+}

@@ -12,6 +12,8 @@
 
 mod due;
 mod email;
+mod email_daily;
+mod email_pace;
 mod email_tls;
 mod fanout;
 mod served;

@@ -4,6 +4,11 @@
 //! 5xx reply, in order) or to stall a connection after the greeting's EHLO (a server
 //! that never answers, for crash tests).
 //!
+//! For the sender's pace it records when each DATA ended and each message was accepted,
+//! and how many DATA transfers (from the `DATA` command to its final reply) were open at
+//! once at most; [`SmtpSink::hold_data`] makes it a slow server, so that transfers in
+//! flight together overlap visibly.
+//!
 //! Started with [`SinkTls::StartTls`] it advertises `STARTTLS` (RFC 3207) and upgrades
 //! the connection with the given rustls config; with [`SinkTls::Implicit`] it speaks
 //! TLS from the first byte (port 465 style). Every command is recorded with whether it
@@ -16,7 +21,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,6 +50,20 @@ pub struct Received {
     pub data: Vec<u8>,
     /// Whether it came over TLS.
     pub encrypted: bool,
+    /// When the sink accepted it (read its end of DATA).
+    pub accepted_at: Instant,
+}
+
+/// How the sink holds its reply to the end of DATA (see [`SmtpSink::hold_data`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Hold {
+    /// Transfers wait at their end of DATA until this many wait together, then all go
+    /// on; one that waits `at_most` goes on alone.
+    pub together: usize,
+    /// The longest wait for company.
+    pub at_most: Duration,
+    /// And no reply comes sooner than this after the end of DATA.
+    pub at_least: Duration,
 }
 
 /// One command line the sink read.
@@ -63,6 +82,17 @@ struct State {
     data_replies: VecDeque<String>,
     /// Every end of DATA seen, accepted or not.
     data_attempts: usize,
+    /// When each end of DATA was read, in the order of their replies.
+    data_ends: Vec<Instant>,
+    /// DATA transfers open now, and the most open at once so far.
+    open: usize,
+    max_open: usize,
+    /// How ends of DATA are held, if they are.
+    hold: Option<Hold>,
+    /// Transfers waiting for company now, and how many groups went on so far (a waiter
+    /// whose group went on is no longer counted, even if it has not woken yet).
+    waiting: usize,
+    groups: u64,
     /// Connections that stall after EHLO while set.
     stall: bool,
     /// Every command read, in order, across connections.
@@ -101,11 +131,14 @@ impl SmtpSink {
         let state = Arc::new(Mutex::new(State::default()));
         let changed = Arc::new(Notify::new());
         let (s, c) = (Arc::clone(&state), Arc::clone(&changed));
+        // Shared by the connections only: a group of held transfers spans several.
+        let released = Arc::new(Notify::new());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let shared = Shared {
                     state: Arc::clone(&s),
                     changed: Arc::clone(&c),
+                    released: Arc::clone(&released),
                 };
                 tokio::spawn(session(stream, tls.clone(), shared));
             }
@@ -129,6 +162,24 @@ impl SmtpSink {
         self.state()
             .data_replies
             .extend(replies.iter().map(|r| (*r).to_owned()));
+    }
+
+    /// From now on, every end of DATA is held as `hold` says before its reply: a slow
+    /// server, with which transfers in flight together overlap (`at_least`), and
+    /// transfers that may run together do (`together`).
+    pub fn hold_data(&self, hold: Hold) {
+        self.state().hold = Some(hold);
+    }
+
+    /// The most DATA transfers that were open at once so far.
+    pub fn max_open(&self) -> usize {
+        self.state().max_open
+    }
+
+    /// When each end of DATA was read (accepted or refused), in the order of their
+    /// replies.
+    pub fn data_ends(&self) -> Vec<Instant> {
+        self.state().data_ends.clone()
     }
 
     /// New connections stall after EHLO (`true`) or work (`false`).
@@ -212,6 +263,8 @@ impl SmtpSink {
 struct Shared {
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
+    /// Wakes the transfers held for company when their group is complete.
+    released: Arc<Notify>,
 }
 
 impl Shared {
@@ -224,6 +277,55 @@ impl Shared {
     fn handshake_failed(&self) {
         self.lock().failed_handshakes += 1;
         self.changed.notify_waiters();
+    }
+
+    /// Counts a DATA transfer open until the value is dropped.
+    fn open_transfer(&self) -> OpenTransfer<'_> {
+        let mut state = self.lock();
+        state.open += 1;
+        state.max_open = state.max_open.max(state.open);
+        OpenTransfer(self)
+    }
+
+    /// Holds an end of DATA read at `ended` as [`State::hold`] says.
+    async fn hold(&self, ended: Instant) {
+        // Made before the group is counted, so the wake-up of a group completed by
+        // another transfer right after cannot be missed.
+        let released = self.released.notified();
+        let (hold, group) = {
+            let mut state = self.lock();
+            let Some(hold) = state.hold else {
+                return;
+            };
+            state.waiting += 1;
+            if state.waiting >= hold.together {
+                state.waiting = 0;
+                state.groups += 1;
+                self.released.notify_waiters();
+                (hold, None)
+            } else {
+                (hold, Some(state.groups))
+            }
+        };
+        if let Some(group) = group
+            && tokio::time::timeout(hold.at_most, released).await.is_err()
+        {
+            let mut state = self.lock();
+            if state.groups == group {
+                state.waiting -= 1;
+            }
+        }
+        tokio::time::sleep_until(tokio::time::Instant::from_std(ended + hold.at_least)).await;
+    }
+}
+
+/// A DATA transfer counted as open; closed when dropped (before its reply is written, so
+/// that a client never starts its next transfer before this one is counted closed).
+struct OpenTransfer<'a>(&'a Shared);
+
+impl Drop for OpenTransfer<'_> {
+    fn drop(&mut self) {
+        self.0.lock().open -= 1;
     }
 }
 
@@ -337,11 +439,15 @@ where
                 "250 2.1.5 ok".to_owned()
             }
             "DATA" => {
+                let open = shared.open_transfer();
                 say(&mut conn, b"354 end with <CRLF>.<CRLF>\r\n").await?;
                 let data = read_data(&mut conn).await?;
+                let ended = Instant::now();
+                shared.hold(ended).await;
                 let reply = {
                     let mut state = shared.lock();
                     state.data_attempts += 1;
+                    state.data_ends.push(ended);
                     let reply = state
                         .data_replies
                         .pop_front()
@@ -352,10 +458,12 @@ where
                             recipients: recipients.clone(),
                             data,
                             encrypted: mode.encrypted,
+                            accepted_at: ended,
                         });
                     }
                     reply
                 };
+                drop(open);
                 shared.changed.notify_waiters();
                 reply
             }

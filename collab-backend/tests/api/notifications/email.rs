@@ -59,7 +59,8 @@ pub(super) async fn prefer(served: &Served, who: &Person, body: serde_json::Valu
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
 
-async fn outbox(app: &TestApp, who: &Person) -> Vec<OutboxEmail> {
+/// Every email queued for `who`, oldest first.
+pub(super) async fn outbox(app: &TestApp, who: &Person) -> Vec<OutboxEmail> {
     let user = uuid::Uuid::parse_str(&who.id).expect("user id");
     email::emails_of(&app.db, user).await.expect("outbox")
 }
