@@ -5,6 +5,8 @@
 //! gets the notification and the unread count → B's email reaches the SMTP server →
 //! B POSTs the email's unsubscribe link through the gateway, signed in as nobody →
 //! the next mention reaches B's socket but sends B no email.
+//!
+//! `ws_auth`: the socket's route behind the gateway's auth filter.
 
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ mod smtp_sink;
 use smtp_sink::{Received, SinkTls, SmtpSink};
 
 use crate::tls_support::Ca;
+
+mod ws_auth;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -126,6 +130,80 @@ fn header(mail: &Received, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What [`acme`] sets up.
+struct Acme {
+    /// ann's session token: user A, the organization's owner.
+    ann: String,
+    /// bob's session token: user B, a guest of the workspace.
+    bob: String,
+    bob_id: String,
+    /// Where comments on the task "Quarterly report" are posted.
+    comments: String,
+}
+
+/// Through the gateway: an org, its owner ann, bob a guest of its workspace, a task.
+async fn acme(api: &Client) -> Acme {
+    let org = api
+        .post(
+            None,
+            "/api/v1/organizations",
+            json!({ "name": "Acme" }),
+            201,
+        )
+        .await;
+    let org = text_of(&org, "id");
+    let body = json!({ "organization_id": org, "username": "ann", "password": "password-1" });
+    api.post(None, "/api/v1/auth/register", body, 201).await;
+    let ann = api.sign_in("ann", "password-1").await;
+    let body = json!({ "username": "bob", "password": "password-2" });
+    let bob_id = api
+        .post(
+            Some(&ann),
+            &format!("/api/v1/organizations/{org}/users"),
+            body,
+            201,
+        )
+        .await;
+    let bob_id = text_of(&bob_id, "id");
+    let bob = api.sign_in("bob", "password-2").await;
+    let team = api
+        .post(
+            Some(&ann),
+            &format!("/api/v1/organizations/{org}/teams"),
+            json!({ "name": "Ops" }),
+            201,
+        )
+        .await;
+    let ws_id = text_of(
+        &api.post(
+            Some(&ann),
+            &format!("/api/v1/teams/{}/workspaces", text_of(&team, "id")),
+            json!({ "name": "W" }),
+            201,
+        )
+        .await,
+        "id",
+    );
+    let grant =
+        json!({ "user_id": bob_id, "role": "guest", "scope_kind": "workspace", "scope_id": ws_id });
+    api.post(Some(&ann), "/api/v1/grants", grant, 201).await;
+    let task = api
+        .post(
+            Some(&ann),
+            &format!("/api/v1/workspaces/{ws_id}/tasks"),
+            json!({ "title": "Quarterly report" }),
+            201,
+        )
+        .await;
+    let comments = format!("/api/v1/tasks/{}/comments", text_of(&task, "id"));
+    Acme {
+        ann,
+        bob,
+        bob_id,
+        comments,
+    }
+}
+
 #[tokio::test]
 async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -172,59 +250,9 @@ async fn mention_reaches_socket_and_mailbox_until_unsubscribed() {
         base: public.clone(),
     };
 
-    // Through the gateway: an org, its owner ann (user A), bob (user B) a guest of the
-    // workspace, a task.
-    let org = api
-        .post(
-            None,
-            "/api/v1/organizations",
-            json!({ "name": "Acme" }),
-            201,
-        )
-        .await;
-    let org = text_of(&org, "id");
-    let body = json!({ "organization_id": org, "username": "ann", "password": "password-1" });
-    api.post(None, "/api/v1/auth/register", body, 201).await;
-    let ann = api.sign_in("ann", "password-1").await;
-    let body = json!({ "username": "bob", "password": "password-2" });
-    let bob_user = api
-        .post(
-            Some(&ann),
-            &format!("/api/v1/organizations/{org}/users"),
-            body,
-            201,
-        )
-        .await;
-    let bob = api.sign_in("bob", "password-2").await;
-    let team = api
-        .post(
-            Some(&ann),
-            &format!("/api/v1/organizations/{org}/teams"),
-            json!({ "name": "Ops" }),
-            201,
-        )
-        .await;
-    let ws_id = text_of(
-        &api.post(
-            Some(&ann),
-            &format!("/api/v1/teams/{}/workspaces", text_of(&team, "id")),
-            json!({ "name": "W" }),
-            201,
-        )
-        .await,
-        "id",
-    );
-    let grant = json!({ "user_id": text_of(&bob_user, "id"), "role": "guest", "scope_kind": "workspace", "scope_id": ws_id });
-    api.post(Some(&ann), "/api/v1/grants", grant, 201).await;
-    let task = api
-        .post(
-            Some(&ann),
-            &format!("/api/v1/workspaces/{ws_id}/tasks"),
-            json!({ "title": "Quarterly report" }),
-            201,
-        )
-        .await;
-    let comments = format!("/api/v1/tasks/{}/comments", text_of(&task, "id"));
+    let Acme {
+        ann, bob, comments, ..
+    } = acme(&api).await;
     for (token, address) in [(&bob, "bob@example.test"), (&ann, "ann@example.test")] {
         let (status, body) = api
             .call(
