@@ -33,12 +33,19 @@ pub enum Framing {
 /// framed; `None` when the connection closed first. A body without framing is taken
 /// as empty.
 pub async fn read_response(stream: &mut TcpStream) -> Option<(String, Framing)> {
+    read_message(stream)
+        .await
+        .map(|(head, framing, _)| (head, framing))
+}
+
+/// [`read_response`] with the body too, as sent (chunked framing left in).
+pub async fn read_message(stream: &mut TcpStream) -> Option<(String, Framing, String)> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let (head, body) = (&text[..end], &text[end + 4..]);
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+            let body = String::from_utf8_lossy(&seen[end + 4..]);
             let length = head
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length: "))
@@ -51,7 +58,7 @@ pub async fn read_response(stream: &mut TcpStream) -> Option<(String, Framing)> 
                 (true, Framing::None)
             };
             if done {
-                return Some((head.to_owned(), framing));
+                return Some((head, framing, body.into_owned()));
             }
         }
         let n = stream.read(&mut buf).await.ok()?;

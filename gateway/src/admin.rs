@@ -234,7 +234,7 @@ async fn require_token(State(s): State<AdminState>, req: Request, next: Next) ->
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     let access = presented.map_or(Access::Denied, |token| {
         let digest = sha256(token.as_bytes());
         // Both comparisons always run: timing says nothing about which matched.
@@ -273,6 +273,15 @@ async fn require_token(State(s): State<AdminState>, req: Request, next: Next) ->
     }
 }
 
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme's name is
+/// case-insensitive (RFC 9110, section 11.1): `bearer TOKEN` is the same credential.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
@@ -289,4 +298,20 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_kept_whole() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Bearer a b"), Some("a b"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
 }

@@ -136,6 +136,11 @@ fn warn_on_restart_only_changes(old: &config::GatewayConfig, new: &config::Gatew
     if old.admin.address != new.admin.address || old.backend.address != new.backend.address {
         tracing::warn!("admin/backend address changes take effect after a restart");
     }
+    let (a, b) = (&old.admin, &new.admin);
+    if a.token != b.token || a.read_only_token != b.read_only_token {
+        // The admin API keeps the digests of the tokens it started with.
+        tracing::warn!("admin token changes take effect after a restart");
+    }
     let (a, b) = (&old.backend, &new.backend);
     if a.email != b.email
         || a.due_soon_window != b.due_soon_window

@@ -2,11 +2,13 @@
 //! with modules (one build, one link). Each test starts its own processes on
 //! free ports with a temporary data directory.
 
+mod admin;
 mod bad_input;
 mod collab_crash;
 mod flaky;
 mod grpc;
 mod headers;
+mod keepalive;
 mod limits;
 mod notifications;
 mod oauth_server;
@@ -26,6 +28,7 @@ mod tls_support;
 mod upgrade;
 mod upstream_checks;
 mod upstream_hashing;
+mod upstream_timeouts;
 mod upstreams;
 mod walkthrough;
 mod wasm_bodies;

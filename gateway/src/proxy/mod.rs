@@ -391,6 +391,18 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         }
+        if response_begun(session) {
+            // The upstream's head (or a 101) is out and its body was streaming: an error
+            // written now would be spliced into that body, and a chunked one would even
+            // end it as if complete. Closing the connection is what tells the client the
+            // response was cut short.
+            ctx.in_flight = None;
+            session.set_keepalive(None);
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         let reply = ctx.pending_error.take().or_else(|| classify(e));
         let Some(reply) = reply else {
             // The client went away: nothing to write.
@@ -519,6 +531,14 @@ fn local_header(local: &LocalResponse, request_id: &str) -> Result<ResponseHeade
         h.insert_header("x-request-id", request_id)?;
     }
     Ok(h)
+}
+
+/// Whether a final response head (or a `101`, after which the connection is a tunnel)
+/// has gone to the client: no other response can follow on this request.
+fn response_begun(session: &Session) -> bool {
+    session
+        .response_written()
+        .is_some_and(|r| !r.status.is_informational() || r.status == 101)
 }
 
 /// Which JSON error a proxy failure becomes; `None` when the client is gone.

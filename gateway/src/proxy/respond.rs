@@ -126,7 +126,21 @@ pub async fn send_error(
 /// gateway answered early, so that the answer is on the wire before the stream is reset.
 const H2_LINGER: Duration = Duration::from_secs(1);
 
+/// Most of an HTTP/1 request body, by its declared length, that may still be unread when
+/// the gateway answers and that it then reads and drops to keep the connection.
+const H1_DRAIN_LIMIT: u64 = 1 << 20;
+
+/// Longest that reading may take; past it the connection is closed.
+const H1_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Writes a complete response; the connection stays open for the next request.
+///
+/// On HTTP/1, an answer given before the request body was read (a 413 for its declared
+/// length, a 404, a filter's 401) keeps the connection only when the rest of the body can
+/// be read and dropped after it: a `content-length` of at most [`H1_DRAIN_LIMIT`], read
+/// within [`H1_DRAIN_TIMEOUT`], and no `Expect: 100-continue` (that client need not send
+/// its body after a final answer, and its next request would be read as that body).
+/// Otherwise Pingora says `Connection: close` and closes it.
 ///
 /// On HTTP/2, an answer given before the request body has ended (a 413, a filter's 401)
 /// is followed by reading what the client still sends, until its end or a reset or for
@@ -138,6 +152,11 @@ pub async fn write(
     header: ResponseHeader,
     body: Bytes,
 ) -> pingora::Result<()> {
+    if !session.is_http2() && drainable(session) {
+        let downstream = session.as_mut();
+        downstream.set_close_on_response_before_downstream_finish(false);
+        downstream.set_total_drain_timeout(Some(H1_DRAIN_TIMEOUT));
+    }
     let head_only = session.req_header().method == http::Method::HEAD || body.is_empty();
     session
         .write_response_header(Box::new(header), head_only)
@@ -150,4 +169,19 @@ pub async fn write(
         let _ = tokio::time::timeout(H2_LINGER, linger).await;
     }
     Ok(())
+}
+
+/// Whether what is left of the request body may be read after an answer (see [`write`]).
+fn drainable(session: &mut Session) -> bool {
+    if session.is_body_done() {
+        return true;
+    }
+    let req = session.req_header();
+    let declared = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    declared.is_some_and(|len| len <= H1_DRAIN_LIMIT)
+        && !req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && !req.headers.contains_key(http::header::EXPECT)
 }
