@@ -4,7 +4,8 @@
 //! key store (`admin/keys.rs`). With `admin.token` set,
 //! every endpoint requires `Authorization: Bearer TOKEN`; the optional
 //! `admin.read_only_token` opens the GET endpoints only. Tokens are kept as
-//! SHA-256 digests and compared in constant time.
+//! SHA-256 digests and compared in constant time; the config may give a token as its
+//! digest (`sha256:<hex>`), so the file holds no secret.
 
 mod keys;
 
@@ -40,12 +41,31 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// The digests of the configured tokens (see [`token_digest`]); a malformed
+    /// `sha256:` value (refused by config validation) opens nothing.
     pub fn new(read_write: Option<&str>, read_only: Option<&str>) -> Self {
+        let digest = |t: &str| token_digest(t).unwrap_or_else(|| sha256(t.as_bytes()));
         Self {
-            read_write: read_write.map(|t| sha256(t.as_bytes())),
-            read_only: read_only.map(|t| sha256(t.as_bytes())),
+            read_write: read_write.map(digest),
+            read_only: read_only.map(digest),
         }
     }
+}
+
+/// Prefix of a configured token given as its SHA-256 digest (64 hex digits), so that
+/// the config file holds no secret.
+pub const DIGEST_PREFIX: &str = "sha256:";
+
+/// The SHA-256 digest a configured token stands for: `sha256:<64 hex digits>` is the
+/// digest itself, any other value is the token in plain text. `None` for a `sha256:`
+/// value that is not 64 hex digits.
+pub fn token_digest(configured: &str) -> Option<[u8; 32]> {
+    let Some(hex_digits) = configured.strip_prefix(DIGEST_PREFIX) else {
+        return Some(sha256(configured.as_bytes()));
+    };
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex_digits, &mut digest).ok()?;
+    Some(digest)
 }
 
 /// What a presented token allows.
@@ -303,6 +323,24 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::bearer_token;
+
+    #[test]
+    fn a_configured_digest_stands_for_its_token() {
+        use super::{sha256, token_digest};
+        let plain = "a-read-write-admin-token";
+        let hex_digest = hex::encode(sha256(plain.as_bytes()));
+        assert_eq!(token_digest(plain), Some(sha256(plain.as_bytes())));
+        assert_eq!(
+            token_digest(&format!("sha256:{hex_digest}")),
+            Some(sha256(plain.as_bytes()))
+        );
+        assert_eq!(
+            token_digest(&format!("sha256:{}", hex_digest.to_uppercase())),
+            Some(sha256(plain.as_bytes()))
+        );
+        assert_eq!(token_digest("sha256:abc"), None, "too short");
+        assert_eq!(token_digest(&format!("sha256:{}", "g".repeat(64))), None);
+    }
 
     #[test]
     fn the_bearer_scheme_is_case_insensitive_and_the_token_kept_whole() {

@@ -371,3 +371,58 @@ async fn a_changed_admin_token_takes_a_restart_and_a_reload_says_so() {
     let (status, _, _) = call(&gw, "GET", "/status", Some(&bearer(rotated))).await;
     assert_eq!(status, 401);
 }
+
+/// Tokens given as their SHA-256 digest (`sha256:<hex>`), so that the config file holds
+/// no secret: the token itself opens the API, the digest string does not, and a digest
+/// that is not 64 hex digits is refused naming its key.
+#[tokio::test]
+async fn tokens_given_as_digests_open_the_api_and_the_digest_does_not() {
+    use sha2::Digest as _;
+    let hex = |t: &str| {
+        sha2::Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let echo = EchoUpstream::start().await;
+    let wasm = aistack_e2e::filters::install("conf-headers", dir.path());
+    let ports = Ports::free();
+    let admin = format!("127.0.0.1:{}", ports.admin);
+    let (rw_digest, ro_digest) = (hex(READ_WRITE), hex(READ_ONLY));
+    let keys = format!("  token: sha256:{rw_digest}\n  read_only_token: sha256:{ro_digest}\n");
+    let cfg = config(ports, echo.port(), &wasm, &admin, &keys, "");
+    let gw = Aistack::start("gateway", &cfg, ports, dir.path()).await;
+
+    let (status, _, body) = call(&gw, "POST", "/config/reload", Some(&bearer(READ_WRITE))).await;
+    assert_eq!(status, 200, "the read-write token: {body}");
+    let (status, _, body) = call(&gw, "POST", "/config/reload", Some(&bearer(READ_ONLY))).await;
+    assert_eq!(status, 403, "the read-only token: {body}");
+    let (status, _, body) = call(&gw, "GET", "/status", Some(&bearer(READ_ONLY))).await;
+    assert_eq!(status, 200, "the read-only token reads: {body}");
+    for presented in [format!("sha256:{rw_digest}"), rw_digest.clone()] {
+        let (status, _, body) = call(&gw, "GET", "/status", Some(&bearer(&presented))).await;
+        assert_eq!(status, 401, "the digest is not a token: {body}");
+    }
+    drop(gw);
+
+    let bad = config(
+        ports,
+        echo.port(),
+        &wasm,
+        &admin,
+        "  token: sha256:not-hex-at-all\n",
+        "",
+    );
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, bad).expect("write config");
+    let (status, _, stderr) = run_cli(
+        &["validate", path.to_str().expect("utf-8 path")],
+        dir.path(),
+    );
+    assert!(!status.success(), "a malformed digest is refused");
+    assert!(
+        stderr.contains("admin.token") && stderr.contains("64 hex digits"),
+        "{stderr}"
+    );
+}

@@ -231,7 +231,8 @@ struct Target {
 }
 
 /// The admin address and token: `--admin-url`, else the config's `admin.address`, else
-/// `127.0.0.1:9080`; `AISTACK_ADMIN_TOKEN`, else the config's `admin.token`.
+/// `127.0.0.1:9080`; `AISTACK_ADMIN_TOKEN`, else the config's `admin.token` (unless it
+/// is given as a `sha256:` digest).
 fn target(admin: &AdminArgs) -> Result<Target, String> {
     let env = |name: &str| std::env::var(name).ok();
     let cfg = if admin.config.is_file() {
@@ -245,7 +246,14 @@ fn target(admin: &AdminArgs) -> Result<Target, String> {
     } else {
         None
     };
-    let token = env("AISTACK_ADMIN_TOKEN").or_else(|| cfg.as_ref()?.admin.token.clone());
+    // A token configured as its digest cannot be sent: it must come from the environment.
+    let token = env("AISTACK_ADMIN_TOKEN").or_else(|| {
+        cfg.as_ref()?
+            .admin
+            .token
+            .clone()
+            .filter(|t| !t.starts_with(crate::admin::DIGEST_PREFIX))
+    });
     let host = match &admin.admin_url {
         Some(url) => {
             let rest = url.strip_prefix("http://").ok_or_else(|| {

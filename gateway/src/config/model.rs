@@ -210,14 +210,22 @@ pub(super) fn validate(
         (&file.admin.token, "admin.token"),
         (&file.admin.read_only_token, "admin.read_only_token"),
     ] {
-        if let Some(t) = t
-            && t.value.len() < 16
-        {
+        let Some(t) = t else { continue };
+        if t.value.starts_with(crate::admin::DIGEST_PREFIX) {
+            if crate::admin::token_digest(&t.value).is_none() {
+                d.error(
+                    &t.referenced,
+                    key,
+                    "a digest is `sha256:` followed by 64 hex digits (the token's SHA-256)",
+                );
+            }
+        } else if t.value.len() < 16 {
             d.error(&t.referenced, key, "too short: use at least 16 characters");
         }
     }
     if let (Some(rw), Some(ro)) = (&admin_token, &file.admin.read_only_token)
-        && *rw == ro.value
+        && crate::admin::token_digest(rw).is_some()
+        && crate::admin::token_digest(rw) == crate::admin::token_digest(&ro.value)
     {
         d.error(
             &ro.referenced,
