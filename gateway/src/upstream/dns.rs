@@ -143,7 +143,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::config::model::{PassiveSpec, TargetSpec, UpstreamSpec};
+    use crate::config::model::TargetSpec;
     use crate::config::surface::Balance;
 
     /// A resolver with set answers that records what it was asked.
@@ -182,31 +182,16 @@ mod tests {
 
     /// An upstream `u` over `targets`: (address as written, what it resolved to at load).
     fn upstream(targets: &[(&str, Vec<SocketAddr>)], registry: &HealthRegistry) -> Upstream {
-        let spec = UpstreamSpec {
-            name: "u".to_owned(),
-            targets: targets
-                .iter()
-                .map(|(address, resolved)| TargetSpec {
-                    address: (*address).to_owned(),
-                    weight: 1,
-                    resolved: resolved.clone(),
-                    is_name: address.parse::<SocketAddr>().is_err(),
-                })
-                .collect(),
-            balance: Balance::RoundRobin,
-            hash_on: None,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(1),
-            write_timeout: Duration::from_secs(1),
-            http2: false,
-            tls: None,
-            resolve_interval: Duration::from_secs(30),
-            health_check: None,
-            passive: Some(PassiveSpec {
-                max_failures: 1,
-                ejection_time: Duration::from_secs(60),
-            }),
-        };
+        let targets = targets
+            .iter()
+            .map(|(address, resolved)| TargetSpec {
+                address: (*address).to_owned(),
+                weight: 1,
+                resolved: resolved.clone(),
+                is_name: address.parse::<SocketAddr>().is_err(),
+            })
+            .collect();
+        let spec = crate::upstream::tests::spec_of(Balance::RoundRobin, targets);
         Upstream::new(spec, registry)
     }
 

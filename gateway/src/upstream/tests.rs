@@ -5,18 +5,25 @@ use super::*;
 use crate::config::model::{PassiveSpec, TargetSpec, UpstreamSpec};
 
 fn spec(balance: Balance, weights: &[u32]) -> UpstreamSpec {
+    let targets = weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| TargetSpec {
+            address: format!("127.0.0.1:{}", 1000 + i),
+            weight: *w,
+            resolved: vec![addr(i)],
+            is_name: false,
+        })
+        .collect();
+    spec_of(balance, targets)
+}
+
+/// An upstream `u` over `targets` with short timeouts and passive ejection after one
+/// failure (also for the DNS tests).
+pub(super) fn spec_of(balance: Balance, targets: Vec<TargetSpec>) -> UpstreamSpec {
     UpstreamSpec {
         name: "u".to_owned(),
-        targets: weights
-            .iter()
-            .enumerate()
-            .map(|(i, w)| TargetSpec {
-                address: format!("127.0.0.1:{}", 1000 + i),
-                weight: *w,
-                resolved: vec![addr(i)],
-                is_name: false,
-            })
-            .collect(),
+        targets,
         balance,
         hash_on: (balance == Balance::ConsistentHash).then_some(crate::config::model::HashOn::Ip),
         connect_timeout: Duration::from_secs(1),
