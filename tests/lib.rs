@@ -76,11 +76,16 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// Three distinct free ports: the sockets stay bound until all three are picked
+    /// (picked one after the other, the kernel may hand the same port out twice).
     pub fn free() -> Self {
+        let bind = || TcpListener::bind("127.0.0.1:0").expect("free port");
+        let held = [bind(), bind(), bind()];
+        let [proxy, admin, backend] = held.map(|l| l.local_addr().expect("local address").port());
         Self {
-            proxy: free_port(),
-            admin: free_port(),
-            backend: free_port(),
+            proxy,
+            admin,
+            backend,
         }
     }
 }
