@@ -25,6 +25,7 @@
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use futures_util::SinkExt;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -105,8 +106,18 @@ pub(crate) async fn run(socket: WebSocket, db: Db, hub: Hub, params: Params) {
             .await
             .map(|latest| latest.unwrap_or(Uuid::nil())),
     };
-    let Ok(last) = start else {
-        return;
+    let last = match start {
+        Ok(last) => last,
+        Err(e) => {
+            tracing::warn!(error = %e, "notification WebSocket failed before its first push");
+            let mut socket = socket;
+            let frame = CloseFrame {
+                code: close_code::ERROR,
+                reason: "internal error".into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            return;
+        }
     };
     let mut session = Session {
         socket,
@@ -131,16 +142,21 @@ impl Session {
         heartbeat: Duration,
     ) -> Result<(), End> {
         self.catch_up().await?;
+        self.flush().await?;
         let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut heard = Instant::now();
         loop {
             tokio::select! {
-                signal = signals.recv() => match signal {
-                    Ok(Signal::Created(notification)) => self.created(&notification).await?,
-                    Ok(Signal::Changed) | Err(RecvError::Lagged(_)) => self.catch_up().await?,
-                    Err(RecvError::Closed) => return Ok(()),
-                },
+                signal = signals.recv() => {
+                    match signal {
+                        Ok(Signal::Created(notification)) => self.created(&notification).await?,
+                        Ok(Signal::Changed) | Err(RecvError::Lagged(_)) => self.catch_up().await?,
+                        Err(RecvError::Closed) => return Ok(()),
+                    }
+                    // The notification and its count leave in one write.
+                    self.flush().await?;
+                }
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
                     Some(Ok(_)) => heard = Instant::now(),
@@ -181,16 +197,18 @@ impl Session {
         }
     }
 
+    /// Queues a notification (sent at the next flush).
     async fn push(&mut self, notification: &Notification) -> Result<(), End> {
         let message = Push::Notification { notification };
-        self.send(message.text()?).await?;
+        self.feed(message.text()?).await?;
         self.last = notification.id;
         Ok(())
     }
 
+    /// Queues the unread count if it changed (sent at the next flush).
     async fn push_count(&mut self, count: i64) -> Result<(), End> {
         if self.count != Some(count) {
-            self.send(Push::UnreadCount { count }.text()?).await?;
+            self.feed(Push::UnreadCount { count }.text()?).await?;
             self.count = Some(count);
         }
         Ok(())
@@ -217,6 +235,15 @@ impl Session {
 
     async fn send(&mut self, message: Message) -> Result<(), End> {
         self.socket.send(message).await.map_err(|_| End::Gone)
+    }
+
+    /// Queues `message` without writing it yet (see [`flush`](Self::flush)).
+    async fn feed(&mut self, message: Message) -> Result<(), End> {
+        self.socket.feed(message).await.map_err(|_| End::Gone)
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        self.socket.flush().await.map_err(|_| End::Gone)
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
