@@ -57,7 +57,7 @@ pub async fn run(args: Args) -> Result<()> {
         bail!("--clients and --rounds must be at least 1");
     }
     raise_fd_limit(args.clients);
-    let aistack = match args.aistack {
+    let aistack = match args.aistack.clone() {
         Some(path) => path,
         None => std::env::current_exe()?
             .parent()
@@ -84,6 +84,25 @@ pub async fn run(args: Args) -> Result<()> {
         .arg(tmp.path().join("data"));
     let id = children.spawn("aistack", cmd, &tmp.path().join("aistack.log"), "INT")?;
 
+    let result = measure(&args, proxy, &mut children, id).await;
+    result.map_err(|e| {
+        let log = children.log(id);
+        anyhow::anyhow!(
+            "{e:#}\nend of the gateway's log ({}):\n{}",
+            log.display(),
+            crate::children::log_tail(log)
+        )
+    })
+}
+
+/// Sets up the users, connects the sockets and runs the rounds against the started
+/// `aistack up` (child `id`).
+async fn measure(
+    args: &Args,
+    proxy: std::net::SocketAddr,
+    children: &mut Children,
+    id: crate::children::ChildId,
+) -> Result<()> {
     let base = format!("http://{proxy}");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.setup_concurrency)
