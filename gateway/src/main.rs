@@ -7,6 +7,9 @@ use aistack_gateway::server::{self, Mode};
 
 /// mimalloc rather than glibc's allocator: the proxy allocates per request (headers,
 /// buffers) from several threads, where glibc's malloc showed up as a fifth of the CPU.
+/// Built with `no_thp` (see the workspace manifest): mimalloc otherwise asks for
+/// transparent huge pages, and the first touch of each 2 MiB region is zeroed whole, on
+/// the request's time.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
