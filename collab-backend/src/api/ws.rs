@@ -138,6 +138,8 @@ async fn connect(
     };
     let (db, hub) = (s.db.clone(), s.hub.clone());
     Ok(upgrade
+        // Otherwise a failed upgrade drops the connection after the 101 without a word.
+        .on_failed_upgrade(|error| tracing::warn!(%error, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| session::run(socket, db, hub, session))
         .into_response())
 }
