@@ -425,7 +425,7 @@ async fn open(proxy: std::net::SocketAddr, token: &str) -> Result<Socket> {
         let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
             .context("no unread count after connecting")?
-            .context("socket closed before its first message")??;
+            .context(CLOSED_BEFORE_FIRST)??;
         if let Message::Text(text) = message {
             let value: Value = serde_json::from_str(&text)?;
             if value["type"] == "unread_count" {
@@ -446,8 +446,11 @@ fn closed_after_upgrade(error: &anyhow::Error) -> bool {
                 | WsError::ConnectionClosed
         )
     });
-    reset || error.to_string() == "socket closed before its first message"
+    reset || error.to_string() == CLOSED_BEFORE_FIRST
 }
+
+/// The error of a socket that ended cleanly before its first message.
+const CLOSED_BEFORE_FIRST: &str = "socket closed before its first message";
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

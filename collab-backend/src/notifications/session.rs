@@ -90,7 +90,7 @@ struct Session {
 
 /// Serves one upgraded socket for `params.user_id` until either side closes or its
 /// token stops being live.
-pub(crate) async fn run(socket: WebSocket, db: Db, hub: Hub, params: Params) {
+pub(crate) async fn run(mut socket: WebSocket, db: Db, hub: Hub, params: Params) {
     let Params {
         user_id,
         token_id,
@@ -110,12 +110,7 @@ pub(crate) async fn run(socket: WebSocket, db: Db, hub: Hub, params: Params) {
         Ok(last) => last,
         Err(e) => {
             tracing::warn!(error = %e, "notification WebSocket failed before its first push");
-            let mut socket = socket;
-            let frame = CloseFrame {
-                code: close_code::ERROR,
-                reason: "internal error".into(),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            close(&mut socket, close_code::ERROR, "internal error").await;
             return;
         }
     };
@@ -247,10 +242,15 @@ impl Session {
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let frame = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        close(&mut self.socket, code, reason).await;
     }
+}
+
+/// Sends a close frame (the client may be gone already: nothing to do then).
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
